@@ -1,0 +1,71 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Packet types: the first byte of every flightline datagram. Initiation,
+// Response and Cookie are handshake messages (laid out elsewhere); Data
+// carries encrypted frames behind a DataHeader.
+const (
+	TypeInitiation byte = 1
+	TypeResponse   byte = 2
+	TypeCookie     byte = 3
+	TypeData       byte = 4
+)
+
+// DataHeaderLen is the size of an encoded data-packet header:
+// type(1) | connID(8) | packetNumber(8).
+const DataHeaderLen = 17
+
+// DataHeader is the cleartext header of a data packet. It is not encrypted,
+// but the caller authenticates it as AEAD associated data, so a receiver may
+// only trust it after the payload decrypted successfully.
+type DataHeader struct {
+	// ConnID is the receiver's connection identifier, used to route the
+	// packet to its connection before decryption.
+	ConnID uint64
+	// PN is the full 64-bit packet number (never truncated on the wire); it
+	// also serves as the AEAD nonce.
+	PN uint64
+}
+
+// AppendDataHeader appends the DataHeaderLen-byte encoding of h to b.
+func AppendDataHeader(b []byte, h DataHeader) []byte {
+	b = append(b, TypeData)
+	b = binary.BigEndian.AppendUint64(b, h.ConnID)
+	return binary.BigEndian.AppendUint64(b, h.PN)
+}
+
+// ParseDataHeader decodes the header at the start of b; the ciphertext
+// follows at b[DataHeaderLen:]. It fails if b is shorter than DataHeaderLen
+// (ErrTruncated) or is not a data packet (ErrMalformed).
+func ParseDataHeader(b []byte) (DataHeader, error) {
+	if len(b) < DataHeaderLen {
+		return DataHeader{}, fmt.Errorf("wire: data header: %d of %d bytes: %w", len(b), DataHeaderLen, ErrTruncated)
+	}
+	if b[0] != TypeData {
+		return DataHeader{}, fmt.Errorf("wire: data header: packet type %d is not data: %w", b[0], ErrMalformed)
+	}
+	return DataHeader{
+		ConnID: binary.BigEndian.Uint64(b[1:9]),
+		PN:     binary.BigEndian.Uint64(b[9:17]),
+	}, nil
+}
+
+// PacketType returns the type byte of a datagram so the receive loop can
+// dispatch it. It fails on an empty datagram (ErrTruncated) or a type other
+// than the four defined ones (ErrMalformed). It does not check the length of
+// the rest of the packet.
+func PacketType(b []byte) (byte, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("wire: packet type: empty datagram: %w", ErrTruncated)
+	}
+	switch t := b[0]; t {
+	case TypeInitiation, TypeResponse, TypeCookie, TypeData:
+		return t, nil
+	default:
+		return 0, fmt.Errorf("wire: packet type: unknown type %d: %w", t, ErrMalformed)
+	}
+}
