@@ -26,9 +26,9 @@ func FuzzDataHeader(f *testing.F) {
 }
 
 func FuzzFrames(f *testing.F) {
-	var p, p2 Parser
-	var fr, fr2 Frame
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var p, p2 Parser
+		var fr, fr2 Frame
 		p.Reset(data)
 		for i := 0; ; i++ {
 			ok, err := p.Next(&fr)
@@ -84,9 +84,9 @@ func framesEqual(a, b Frame) bool {
 // stops where a range would go below 0), encodes it and checks the parser
 // gets the same ranges back, clipped to MaxAckRanges.
 func FuzzAckRanges(f *testing.F) {
-	var p Parser
-	var fr Frame
 	f.Fuzz(func(t *testing.T, largest, delay uint64, spec []byte) {
+		var p Parser
+		var fr Frame
 		largest &= MaxVarint
 		delay &= MaxVarint
 		var ranges []AckRange

@@ -26,8 +26,10 @@ type DataHeader struct {
 	// ConnID is the receiver's connection identifier, used to route the
 	// packet to its connection before decryption.
 	ConnID uint64
-	// PN is the full 64-bit packet number (never truncated on the wire); it
-	// also serves as the AEAD nonce.
+	// PN is the full 64-bit packet number, never truncated on the wire, so
+	// the receiver needs no reconstruction; it is never reused within a
+	// connection and direction, so the crypto layer can derive the nonce
+	// from it.
 	PN uint64
 }
 
