@@ -48,9 +48,10 @@ type cubic struct {
 	srtt     time.Duration
 
 	// Recovery episode (RFC 9002 §7.3.2): losses of packets sent at or before
-	// recoveryStart belong to the episode already reacted to, and ACKs of such
-	// packets do not grow the window.
-	inEpisode     bool
+	// recoveryStart belong to an episode already reacted to, and ACKs of such
+	// packets do not grow the window. The comparison stays valid after the
+	// episode ends, so a late loss report for an old packet is still ignored.
+	hasRecovery   bool // recoveryStart is set (monotime 0 is a valid fake time)
 	recoveryStart monotime.Time
 
 	// Congestion-avoidance epoch (RFC 9438 §4.2). The epoch restarts after
@@ -98,10 +99,9 @@ func (c *cubic) OnAck(now monotime.Time, ackedBytes int, largestSentAt monotime.
 	if ackedBytes <= 0 {
 		return
 	}
-	if c.inEpisode && !largestSentAt.After(c.recoveryStart) {
-		return // still in recovery: no growth (RFC 9002 §7.3.2)
+	if c.hasRecovery && !largestSentAt.After(c.recoveryStart) {
+		return // in recovery: no growth (RFC 9002 §7.3.2)
 	}
-	c.inEpisode = false
 	acked := float64(ackedBytes)
 	// App-limited: the flight before this ACK did not reach half the window,
 	// so the ACK says nothing about whether a larger window would be safe.
@@ -161,10 +161,10 @@ func (c *cubic) wCubic(t float64) float64 {
 func (c *cubic) OnLoss(now monotime.Time, lostBytes int, lostSentAt monotime.Time, inFlight int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.inEpisode && !lostSentAt.After(c.recoveryStart) {
+	if c.hasRecovery && !lostSentAt.After(c.recoveryStart) {
 		return // already reacted to this episode
 	}
-	c.inEpisode = true
+	c.hasRecovery = true
 	c.recoveryStart = now
 	c.reduceLocked()
 	c.publishLocked()
@@ -196,7 +196,7 @@ func (c *cubic) OnRTO(now monotime.Time) {
 	}
 	c.cwnd = c.minWindow
 	c.epochStarted = false
-	c.inEpisode = true
+	c.hasRecovery = true
 	c.recoveryStart = now
 	c.publishLocked()
 }
