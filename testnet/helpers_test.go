@@ -1,0 +1,163 @@
+package testnet
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenUDP opens a UDP socket on addr (port chosen by the kernel) inside h,
+// with a receive buffer large enough that bursts in these tests do not
+// overflow it.
+func listenUDP(t testing.TB, h *Host, addr netip.Addr) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	require.NoError(t, h.Run(func() error {
+		var err error
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		if err != nil {
+			return err
+		}
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}))
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func addrPort(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// echo answers every datagram on c until c is closed.
+func echo(c *net.UDPConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// roundTrip sends one datagram from c to dst and waits for it to come back.
+func roundTrip(t testing.TB, c *net.UDPConn, dst netip.AddrPort, payload []byte) time.Duration {
+	t.Helper()
+	buf := make([]byte, 2048)
+	start := time.Now()
+	_, err := c.WriteToUDPAddrPort(payload, dst)
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+	n, _, err := c.ReadFromUDPAddrPort(buf)
+	require.NoError(t, err)
+	require.Equal(t, payload, buf[:n])
+	return time.Since(start)
+}
+
+// ping sends one ICMP echo request from h to dst over a raw socket and waits
+// for the reply.
+func ping(t testing.TB, h *Host, dst netip.Addr) {
+	t.Helper()
+	var c net.PacketConn
+	require.NoError(t, h.Run(func() error {
+		var err error
+		c, err = net.ListenPacket("ip4:icmp", h.Addr.String())
+		return err
+	}))
+	defer c.Close()
+	id := uint16(os.Getpid())
+	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'f', 'l', 't', 'n'}
+	binary.BigEndian.PutUint16(msg[2:], inetChecksum(msg))
+	_, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()})
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		require.NoError(t, err, "no echo reply from %s", dst)
+		if n >= 8 && buf[0] == 0 && from.(*net.IPAddr).IP.Equal(dst.AsSlice()) &&
+			binary.BigEndian.Uint16(buf[4:]) == id {
+			return
+		}
+	}
+}
+
+func inetChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// recvCounter reads sequence-numbered datagrams (8-byte big-endian sequence
+// number first) until idle for the given time.
+type recvResult struct {
+	got       int
+	bytes     int
+	dups      int
+	reordered int
+	first     time.Time
+	last      time.Time
+}
+
+func receiveSeq(c *net.UDPConn, n int, idle time.Duration) recvResult {
+	var r recvResult
+	seen := make([]bool, n)
+	maxSeq := -1
+	buf := make([]byte, 65536)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(idle))
+		k, err := c.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return r
+			}
+			return r
+		}
+		now := time.Now()
+		if r.got == 0 {
+			r.first = now
+		}
+		r.last = now
+		r.got++
+		r.bytes += k
+		if k < 8 {
+			continue
+		}
+		seq := int(binary.BigEndian.Uint64(buf))
+		if seq < 0 || seq >= n {
+			continue
+		}
+		if seen[seq] {
+			r.dups++
+			continue
+		}
+		seen[seq] = true
+		if seq < maxSeq {
+			r.reordered++
+		}
+		maxSeq = max(maxSeq, seq)
+	}
+}
