@@ -208,6 +208,9 @@ func (p *Program) Detach() error {
 	return nil
 }
 
+// Attached reports whether the program is attached to an interface.
+func (p *Program) Attached() bool { return p.link != nil }
+
 // Register sends frames matched on rx queue to the AF_XDP socket xskFD. The
 // socket must already be bound to that queue: the kernel accepts an unbound
 // socket here and then silently never delivers to it.

@@ -1,0 +1,541 @@
+// Package xdp is flightline's AF_XDP datapath: a transport/link.Link that
+// sends and receives UDP datagrams through AF_XDP sockets, bypassing the
+// kernel's IP/UDP stack.
+//
+// Listen loads the XDP program from package bpf, attaches it to the
+// interface, and binds one AF_XDP socket per receive queue, each with its
+// own UMEM and the four rings from package ring. The program redirects UDP
+// datagrams for our port to the socket of the queue they arrived on and
+// passes everything else (ARP, ICMP, other ports) to the kernel. A plain UDP
+// socket bound to the same address and port ("reserving socket") stops
+// other processes from taking the port and the kernel from answering ICMP
+// port-unreachable; datagrams that reach it anyway (program missing, queue
+// without socket) are still delivered and counted as StackRx.
+//
+// Receiving copies each payload out of UMEM into the caller's buffer and
+// gives the frame straight back to the fill ring in the same pass. Sending
+// builds the eth/IP/UDP frame in a free TX frame of the first queue's
+// socket, with the destination MAC from the kernel's neighbour table.
+//
+// See docs/afxdp.md for the kernel traps this package works around.
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flightline/flightline/bpf"
+	"github.com/flightline/flightline/transport/link"
+)
+
+// ZeroCopyMode selects between zero-copy and copy mode for the sockets.
+type ZeroCopyMode int
+
+const (
+	// ZeroCopyAuto lets the kernel use zero-copy when the driver supports
+	// it and copy mode otherwise (veth: copy). The default.
+	ZeroCopyAuto ZeroCopyMode = iota
+	// ZeroCopyRequire fails Listen unless the driver does zero-copy.
+	ZeroCopyRequire
+	// ZeroCopyOff forces copy mode.
+	ZeroCopyOff
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultFrameSize = 2048
+	DefaultNumFrames = 4096
+	bindRetry        = time.Second // EBUSY window after a previous socket on the queue closed
+	neighWait        = time.Second // how long WriteBatch waits for ARP/ND on a miss
+	txWait           = time.Second // how long WriteBatch waits for TX frames to complete
+	batchSize        = 256
+)
+
+// Config configures Listen.
+type Config struct {
+	// Interface is the network interface name. Required.
+	Interface string
+	// Addr is the local IP (must be configured on Interface) and UDP port.
+	// Port 0 picks a free port through the reserving socket.
+	Addr netip.AddrPort
+	// Mode is the XDP attach mode; ModeAuto (default) picks native when the
+	// driver supports it.
+	Mode bpf.Mode
+	// ZeroCopy defaults to ZeroCopyAuto.
+	ZeroCopy ZeroCopyMode
+	// Queues is the number of receive queues to serve, starting at queue 0;
+	// 0 (default) means all of the device's queues. On a multi-queue device
+	// a flow arrives on whichever queue the NIC (or, on veth, the sender's
+	// tx queue) chose, so serving fewer queues loses datagrams to the stack.
+	Queues int
+	// FrameSize is the UMEM chunk size, 2048 (default) or 4096. In copy mode
+	// a received frame must fit in FrameSize-256 bytes; larger frames are
+	// dropped by the kernel (see Stats.Diagnose).
+	FrameSize int
+	// NumFrames is the number of UMEM frames per queue, a power of two >=
+	// 64 (default 4096). Half receive, half transmit.
+	NumFrames int
+	// Logf, if set, receives setup diagnostics.
+	Logf func(string, ...any)
+}
+
+func (c *Config) setDefaults() error {
+	if c.Interface == "" {
+		return errors.New("xdp: Config.Interface is required")
+	}
+	if !c.Addr.Addr().IsValid() || c.Addr.Addr().IsUnspecified() {
+		return fmt.Errorf("xdp: Config.Addr %v must be a concrete local IP", c.Addr)
+	}
+	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	if c.FrameSize == 0 {
+		c.FrameSize = DefaultFrameSize
+	}
+	if c.FrameSize != 2048 && c.FrameSize != 4096 {
+		return fmt.Errorf("xdp: FrameSize %d: must be 2048 or 4096", c.FrameSize)
+	}
+	if c.NumFrames == 0 {
+		c.NumFrames = DefaultNumFrames
+	}
+	if c.NumFrames < 64 || c.NumFrames&(c.NumFrames-1) != 0 || c.NumFrames > 1<<18 {
+		return fmt.Errorf("xdp: NumFrames %d: must be a power of two in 64..262144", c.NumFrames)
+	}
+	if c.Queues < 0 {
+		return fmt.Errorf("xdp: Queues %d is negative", c.Queues)
+	}
+	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
+		return fmt.Errorf("xdp: unknown ZeroCopy mode %d", c.ZeroCopy)
+	}
+	return nil
+}
+
+// Link is an AF_XDP link. See link.Link for the method contracts.
+type Link struct {
+	cfg        Config
+	ifindex    int
+	devQueues  int
+	srcMAC     net.HardwareAddr
+	local      netip.AddrPort
+	maxPayload int
+	zeroCopy   bool
+
+	prog     *bpf.Program
+	socks    []*socket
+	reserve  int // reserving UDP socket, non-blocking
+	wakeFD   int // eventfd written by Close to wake ReadBatch
+	closed   atomic.Bool
+	counters []queueCounters // per served queue
+	stackRx  atomic.Uint64
+	stackBig atomic.Uint64 // datagrams on the reserving socket larger than the buffer
+
+	// Lock order: rxMu, txMu, stateMu. Close takes all three, so a
+	// teardown never races a reader, writer or Stats.
+	rxMu    sync.Mutex // held by ReadBatch; guards pollfds, rxNext
+	pollfds []unix.PollFd
+	rxNext  int
+	txMu    sync.Mutex // held by WriteBatch; guards neigh and the TX rings
+	neigh   *neighbours
+	stateMu sync.Mutex // held by Stats and Close
+}
+
+var _ link.Link = (*Link)(nil)
+
+// queueCounters are the userspace counters of one queue; written by the
+// reader or writer, read by Stats.
+type queueCounters struct {
+	rx, tx atomic.Uint64
+	drops  [numDropReasons]atomic.Uint64
+}
+
+// Listen sets up the AF_XDP datapath on cfg.Interface. It must be called on
+// an OS thread in the interface's network namespace (sockets, the netlink
+// socket and the XDP link keep that namespace afterwards, so the Link can
+// then be used from any goroutine). Errors matching ErrNotSupported mean
+// AF_XDP cannot work here at all; fall back to UDP sockets.
+func Listen(cfg Config) (_ *Link, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := Probe(cfg.Interface); err != nil {
+		return nil, err
+	}
+	iface, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, &NotSupportedError{Cause: "no such interface", Err: err}
+	}
+	if err := checkAddrOn(iface, cfg.Addr.Addr()); err != nil {
+		return nil, err
+	}
+	l := &Link{cfg: cfg, ifindex: iface.Index, srcMAC: iface.HardwareAddr, reserve: -1, wakeFD: -1}
+	var undo cleanup
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+
+	if l.reserve, l.local, err = reservePort(cfg.Addr); err != nil {
+		return nil, err
+	}
+	undo.push(func() error { return unix.Close(l.reserve) })
+	if l.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("create eventfd: %w", err)
+	}
+	undo.push(func() error { return unix.Close(l.wakeFD) })
+	if l.neigh, err = openNeighbours(l.ifindex); err != nil {
+		return nil, err
+	}
+	undo.push(l.neigh.close)
+
+	if l.devQueues, err = rxQueues(cfg.Interface); err != nil {
+		return nil, err
+	}
+	queues := cfg.Queues
+	if queues == 0 {
+		queues = l.devQueues
+	}
+	if queues > l.devQueues {
+		return nil, fmt.Errorf("xdp: Queues %d but %s has %d receive queues", queues, cfg.Interface, l.devQueues)
+	}
+	frameLimit := min(iface.MTU+ethHeaderLen, cfg.FrameSize)
+	l.maxPayload = frameLimit - frameOverhead(l.local.Addr().Is6())
+
+	if l.prog, err = bpf.Load([]uint16{l.local.Port()}, max(l.devQueues, 1)); err != nil {
+		return nil, err
+	}
+	undo.push(l.prog.Close)
+	if err = l.prog.Attach(l.ifindex, cfg.Mode); err != nil {
+		return nil, err
+	}
+
+	l.counters = make([]queueCounters, queues)
+	for q := range queues {
+		s, err := openSocket(socketConfig{
+			ifindex: l.ifindex, queue: q, frameSize: uint32(cfg.FrameSize), numFrames: uint32(cfg.NumFrames),
+			zeroCopy: cfg.ZeroCopy, bindWait: bindRetry, logf: cfg.Logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		undo.push(s.close)
+		// Register only after bind: the kernel accepts an unbound socket
+		// and then never delivers to it.
+		if err := l.prog.Register(q, s.fd); err != nil {
+			return nil, err
+		}
+		undo.push(func() error { return l.prog.Unregister(q) })
+		l.socks = append(l.socks, s)
+		l.pollfds = append(l.pollfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
+	}
+	l.zeroCopy = l.socks[0].zeroCopy
+	l.pollfds = append(l.pollfds,
+		unix.PollFd{Fd: int32(l.reserve), Events: unix.POLLIN},
+		unix.PollFd{Fd: int32(l.wakeFD), Events: unix.POLLIN})
+	if cfg.Logf != nil {
+		cfg.Logf("xdp: listening on %s %v, %d of %d queues, mode %v, zero-copy %v", cfg.Interface, l.local, queues, l.devQueues, cfg.Mode, l.zeroCopy)
+	}
+	undo = nil
+	return l, nil
+}
+
+func checkAddrOn(iface *net.Interface, ip netip.Addr) error {
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", iface.Name, err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("xdp: address %v is not configured on %s", ip, iface.Name)
+}
+
+// reservePort binds a UDP socket to addr (port 0: any) and returns it with
+// the bound address.
+func reservePort(addr netip.AddrPort) (int, netip.AddrPort, error) {
+	fam := unix.AF_INET
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	if addr.Addr().Is6() {
+		fam = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, netip.AddrPort{}, fmt.Errorf("create reserving UDP socket: %w", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, netip.AddrPort{}, fmt.Errorf("reserve UDP port %v: %w", addr, err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, netip.AddrPort{}, fmt.Errorf("reserve UDP port %v: %w", addr, err)
+	}
+	port := 0
+	switch s := got.(type) {
+	case *unix.SockaddrInet4:
+		port = s.Port
+	case *unix.SockaddrInet6:
+		port = s.Port
+	}
+	return fd, netip.AddrPortFrom(addr.Addr(), uint16(port)), nil
+}
+
+// ReadBatch implements link.Link. It serves the queues round-robin and
+// blocks in poll(2) when all are empty; poll also performs the RX wakeup
+// that XDP_USE_NEED_WAKEUP asks for on zero-copy drivers.
+func (l *Link) ReadBatch(msgs []link.Message) (int, error) {
+	l.rxMu.Lock()
+	defer l.rxMu.Unlock()
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	for {
+		if l.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		n := 0
+		for k := range l.socks {
+			q := (l.rxNext + k) % len(l.socks)
+			n += l.receive(q, msgs[n:])
+			if n == len(msgs) {
+				break
+			}
+		}
+		l.rxNext++
+		if n < len(msgs) {
+			n += l.receiveStack(msgs[n:])
+		}
+		if n > 0 {
+			return n, nil
+		}
+		if _, err := unix.Poll(l.pollfds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return 0, fmt.Errorf("poll AF_XDP sockets: %w", err)
+		}
+	}
+}
+
+// receive moves up to len(msgs) datagrams from queue q's RX ring into msgs
+// and returns frames to the fill ring in the same pass.
+func (l *Link) receive(q int, msgs []link.Message) int {
+	s, c := l.socks[q], &l.counters[q]
+	idx, n := s.rx.Peek(uint32(len(msgs)))
+	if n == 0 {
+		return 0
+	}
+	fidx, fn := s.fill.Reserve(n)
+	if fn != n {
+		// The fill ring holds every RX frame, so this cannot happen while
+		// the kernel keeps to its side of the rings.
+		panic(fmt.Sprintf("xdp: fill ring has %d free slots for %d frames", fn, n))
+	}
+	delivered := 0
+	for i := range n {
+		d := s.rx.Desc(idx + i)
+		s.fill.Set(fidx+i, d.Addr&^uint64(s.umem.frameSize-1))
+		frame := s.umem.frame(d.Addr, d.Len)
+		if frame == nil {
+			c.drops[dropBadHeader].Add(1)
+			continue
+		}
+		p, reason := parseFrame(frame)
+		if reason == dropNone && (p.Dst.Port() != l.local.Port() || p.Dst.Addr() != l.local.Addr()) {
+			reason = dropNotOurs
+		}
+		m := &msgs[delivered]
+		if reason == dropNone && len(p.Payload) > cap(m.Buf) {
+			reason = dropOversize
+		}
+		if reason != dropNone {
+			c.drops[reason].Add(1)
+			continue
+		}
+		m.Buf = m.Buf[:len(p.Payload)]
+		copy(m.Buf, p.Payload)
+		m.Addr = p.Src
+		delivered++
+	}
+	s.rx.Release(n)
+	s.fill.Submit(n)
+	c.rx.Add(uint64(delivered))
+	return delivered
+}
+
+// receiveStack drains datagrams that reached the reserving socket through
+// the kernel stack.
+func (l *Link) receiveStack(msgs []link.Message) int {
+	n := 0
+	for n < len(msgs) {
+		m := &msgs[n]
+		buf := m.Buf[:cap(m.Buf)]
+		r, from, err := unix.Recvfrom(l.reserve, buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		if err != nil {
+			break
+		}
+		if r > len(buf) {
+			l.stackBig.Add(1)
+			continue
+		}
+		var addr netip.AddrPort
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			addr = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			addr = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		}
+		m.Buf = buf[:r]
+		m.Addr = addr
+		l.stackRx.Add(1)
+		n++
+	}
+	return n
+}
+
+// WriteBatch implements link.Link. Datagrams go out through queue 0's
+// socket. It returns ErrTooLarge for a payload over the frame/MTU limit, an
+// error wrapping errNoNeighbour when the destination's MAC is unknown, and
+// net.ErrClosed after Close.
+func (l *Link) WriteBatch(msgs []link.Message) (int, error) {
+	l.txMu.Lock()
+	defer l.txMu.Unlock()
+	if l.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	s, c := l.socks[0], &l.counters[0]
+	now := time.Now()
+	hdr := frameHeader{SrcMAC: l.srcMAC, Src: l.local}
+	pending := uint32(0)
+	idx := uint32(0)
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		s.tx.Submit(pending)
+		c.tx.Add(uint64(pending))
+		pending = 0
+		if s.tx.NeedWakeup() {
+			return s.kick()
+		}
+		return nil
+	}
+	s.reap()
+	for i := range msgs {
+		m := &msgs[i]
+		dst := netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port())
+		if dst.Addr().Is4() != l.local.Addr().Is4() {
+			return i, errors.Join(flush(), fmt.Errorf("xdp: destination %v is not in the family of %v", m.Addr, l.local))
+		}
+		if len(m.Buf) > l.maxPayload {
+			return i, errors.Join(flush(), link.ErrTooLarge)
+		}
+		mac, err := l.neigh.resolve(dst.Addr(), now, neighWait)
+		if err != nil {
+			return i, errors.Join(flush(), err)
+		}
+		addr, ok := s.umem.alloc()
+		if !ok {
+			if err := flush(); err != nil {
+				return i, err
+			}
+			if addr, err = l.waitTXFrame(s); err != nil {
+				return i, err
+			}
+		}
+		if pending == 0 {
+			var got uint32
+			idx, got = s.tx.Reserve(s.tx.Size())
+			if got == 0 {
+				// Every slot is in flight, and every in-flight slot holds
+				// a frame, so a free frame implies a free slot.
+				panic("xdp: free TX frame but full TX ring")
+			}
+		}
+		hdr.DstMAC, hdr.Dst = mac, dst
+		fn := buildFrame(s.umem.mem[addr:addr+uint64(s.umem.frameSize)], &hdr, m.Buf)
+		s.tx.Set(idx+pending, ringDesc(addr, fn))
+		pending++
+		if pending == batchSize {
+			if err := flush(); err != nil {
+				return i + 1, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return len(msgs), err
+	}
+	return len(msgs), nil
+}
+
+// waitTXFrame kicks and reaps until a TX frame is free, for up to txWait.
+func (l *Link) waitTXFrame(s *socket) (uint64, error) {
+	deadline := time.Now().Add(txWait)
+	for {
+		if err := s.kick(); err != nil {
+			return 0, err
+		}
+		s.reap()
+		if a, ok := s.umem.alloc(); ok {
+			return a, nil
+		}
+		if l.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("xdp: no TX frame completed within %v on queue %d", txWait, s.queue)
+		}
+		pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
+		unix.Poll(pfd, 1)
+	}
+}
+
+// BatchSize implements link.Link.
+func (l *Link) BatchSize() int { return batchSize }
+
+// Caps implements link.Link.
+func (l *Link) Caps() link.Caps {
+	c := link.Caps{Datapath: "xdp", ZeroCopy: l.zeroCopy, Queues: len(l.socks)}
+	if !l.zeroCopy {
+		c.Note = "copy mode: driver lacks AF_XDP zero-copy"
+	}
+	return c
+}
+
+// LocalAddr implements link.Link.
+func (l *Link) LocalAddr() netip.AddrPort { return l.local }
+
+// Close implements link.Link: it wakes a blocked ReadBatch, waits for
+// in-flight calls, then releases map entries, sockets, rings, UMEM, the XDP
+// link and program, and the reserving socket. Calling it again returns nil.
+func (l *Link) Close() error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	one := uint64(1)
+	unix.Write(l.wakeFD, unsafe.Slice((*byte)(unsafe.Pointer(&one)), 8))
+	l.rxMu.Lock()
+	defer l.rxMu.Unlock()
+	l.txMu.Lock()
+	defer l.txMu.Unlock()
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	var errs []error
+	for q, s := range l.socks {
+		errs = append(errs, l.prog.Unregister(q), s.close())
+	}
+	errs = append(errs, l.prog.Close(), l.neigh.close(), unix.Close(l.reserve), unix.Close(l.wakeFD))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close xdp link: %w", err)
+	}
+	return nil
+}
