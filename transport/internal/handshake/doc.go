@@ -29,6 +29,9 @@
 //     with a cookie reply (type 3) and keeps no state; only an initiator that
 //     can receive packets at its source address learns the cookie.
 //
+// Responders never hold cookies, so the mac2 of a response is zero and is
+// not checked.
+//
 // Wire layouts are documented next to the size constants in messages.go and
 // in docs/wire-format.md. All integers are big-endian.
 //
@@ -42,4 +45,7 @@
 // bytes), the cleartext header as additional data, and the negotiated suite:
 // AES-256-GCM or ChaCha20-Poly1305. ReplayWindow is the RFC 6479 sliding
 // window the receiver runs over packet numbers.
+//
+// BLAKE2s is not a FIPS 140 approved hash: with GODEBUG=fips140=only the
+// key derivation panics. That mode is not supported.
 package handshake

@@ -83,6 +83,9 @@ func requirePaired(t *testing.T, a, b *Session) {
 		require.NoError(t, err)
 		require.Equal(t, msg, pt)
 
+		_, err = a.Recv.Open(nil, hdr, pn, ct)
+		require.ErrorIs(t, err, ErrDecrypt, "directions use different keys")
+
 		msg = []byte("hello from b")
 		ct = b.Send.Seal(nil, hdr, pn, msg)
 		pt, err = a.Recv.Open(nil, hdr, pn, ct)

@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"crypto/hmac"
 	"encoding/base64"
 	"testing"
 	"time"
@@ -60,4 +61,24 @@ func TestReceiverConnID(t *testing.T) {
 		_, ok := ReceiverConnID(m)
 		require.False(t, ok)
 	}
+}
+
+// kdf2 must be the Noise HKDF: HMAC-BLAKE2s with temp = HMAC(ck, ikm),
+// out1 = HMAC(temp, 0x01), out2 = HMAC(temp, out1 || 0x02).
+func TestKDFIsNoiseHKDF(t *testing.T) {
+	ck := [32]byte{1, 2, 3}
+	ikm := []byte("input key material")
+	hm := func(key []byte, data ...[]byte) []byte {
+		h := hmac.New(newBlake2s, key)
+		for _, d := range data {
+			h.Write(d)
+		}
+		return h.Sum(nil)
+	}
+	temp := hm(ck[:], ikm)
+	out1 := hm(temp, []byte{1})
+	out2 := hm(temp, out1, []byte{2})
+	a, b := kdf2(&ck, ikm)
+	require.Equal(t, out1, a[:])
+	require.Equal(t, out2, b[:])
 }
