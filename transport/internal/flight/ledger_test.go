@@ -21,8 +21,8 @@ func pns[T any](xs []T, pn func(T) uint64) []uint64 {
 	return out
 }
 
-func ackedPNs(a []Acked) []uint64        { return pns(a, func(x Acked) uint64 { return x.PN }) }
-func resendPNs(r []Resend) []uint64      { return pns(r, func(x Resend) uint64 { return x.PN }) }
+func ackedPNs(a []Acked) []uint64         { return pns(a, func(x Acked) uint64 { return x.PN }) }
+func resendPNs(r []Resend) []uint64       { return pns(r, func(x Resend) uint64 { return x.PN }) }
 func abandonedPNs(a []Abandoned) []uint64 { return pns(a, func(x Abandoned) uint64 { return x.PN }) }
 
 func sameSet(t testing.TB, got, want []uint64, what string) {

@@ -85,9 +85,9 @@ func (t *Tracker) unlockAll(op hookOp) {
 type trackResult uint8
 
 const (
-	tracked      trackResult = iota
-	trackDup                 // PN already tracked: caller bug
-	trackClosed              // the tracker was closed: nothing tracked
+	tracked     trackResult = iota
+	trackDup                // PN already tracked: caller bug
+	trackClosed             // the tracker was closed: nothing tracked
 )
 
 // track records s. It never replaces a tracked record.
