@@ -1,0 +1,181 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flightline/flightline/transport/internal/handshake"
+	"github.com/flightline/flightline/transport/link"
+)
+
+// Defaults for Config fields left zero. Protocol constants live next to the
+// code that uses them; these are implementation tunables.
+const (
+	DefaultStreamReceiveWindow     = 4 << 20
+	DefaultConnectionReceiveWindow = 16 << 20
+	DefaultStreamSendBuffer        = 1 << 20
+	DefaultMaxStreams              = 256
+	DefaultMaxAckDelay             = 2 * time.Millisecond
+	DefaultHandshakeTimeout        = 10 * time.Second
+	DefaultIdleTimeout             = 30 * time.Second
+	DefaultMaxRetransmits          = 10
+	DefaultMinRTO                  = 200 * time.Millisecond
+	DefaultMaxRTO                  = 60 * time.Second
+	DefaultWindowWaitTimeout       = 2 * time.Second
+	DefaultHandshakeRate           = 1000
+	DefaultMaxMessageSize          = 1200
+	DefaultMessageQueue            = 1024
+)
+
+// Suite selects the AEAD that protects packets.
+type Suite = handshake.Suite
+
+// AEAD suites.
+const (
+	SuiteAESGCM           = handshake.SuiteAESGCM
+	SuiteChaCha20Poly1305 = handshake.SuiteChaCha20Poly1305
+)
+
+// Config configures an Endpoint and the connections it makes. The zero value
+// is usable for a dialer (an ephemeral identity is generated); a listener
+// needs PrivateKey so peers can authenticate it. Every field documents its
+// default.
+type Config struct {
+	// PrivateKey is this endpoint's static X25519 identity. Default: a fresh
+	// random key (fine for dialers that need no stable identity).
+	PrivateKey PrivateKey
+	// AllowedPeers, when non-nil, is the allowlist of initiator static keys a
+	// listener accepts. Default: accept any initiator.
+	AllowedPeers []PublicKey
+	// Suite is the AEAD the dialer proposes. Default: AES-256-GCM.
+	Suite Suite
+
+	// MaxPacketSize is the largest UDP payload sent. Default and maximum:
+	// link.MaxPacketSize (1452).
+	MaxPacketSize int
+	// StreamReceiveWindow is the per-stream flow-control window. Default 4 MiB.
+	StreamReceiveWindow uint64
+	// ConnectionReceiveWindow is the per-connection flow-control window.
+	// Default 16 MiB.
+	ConnectionReceiveWindow uint64
+	// StreamSendBuffer bounds bytes written but not yet packetized per stream;
+	// Write blocks beyond it. Default 1 MiB.
+	StreamSendBuffer int
+	// MaxStreams is how many streams the peer may open concurrently. Default 256.
+	MaxStreams int
+	// MaxAckDelay is how long an ACK for ack-eliciting packets may be held
+	// back. Default 2 ms.
+	MaxAckDelay time.Duration
+
+	// HandshakeTimeout bounds Dial. Default 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that received nothing for this long.
+	// Default 30 s.
+	IdleTimeout time.Duration
+	// KeepAlive sends a PING after this much send silence. Default
+	// IdleTimeout/3; negative disables keepalives.
+	KeepAlive time.Duration
+
+	// MaxRetransmits is how often one packet's contents are resent before
+	// they are abandoned and the owning stream fails. Default 10.
+	MaxRetransmits int
+	// MinRTO and MaxRTO clamp the retransmission timeout. Defaults 200 ms, 60 s.
+	MinRTO, MaxRTO time.Duration
+	// WindowWaitTimeout is the least time a stream waits for congestion
+	// window space before it is aborted (the connection survives). The
+	// effective timeout is max(WindowWaitTimeout, 8×PTO). Default 2 s.
+	WindowWaitTimeout time.Duration
+	// UpstreamInactivityTimeout aborts a stream fed by ReadFrom when its
+	// source produces nothing for this long. Default 0: no limit.
+	UpstreamInactivityTimeout time.Duration
+
+	// Congestion selects the controller: "cubic" (default) or "fixed".
+	Congestion string
+	// FixedRate is the rate in bytes/s of the "fixed" controller.
+	// Default 12.5 MB/s (100 Mbit/s).
+	FixedRate float64
+
+	// HandshakeRate is how many initiations per second a listener processes
+	// before it demands a stateless cookie round trip. Default 1000.
+	HandshakeRate int
+	// MaxMessageSize bounds SendMessage payloads. Default and maximum 1200.
+	MaxMessageSize int
+
+	// Logf receives rare operational log lines (fallbacks, drops of note).
+	// Default: discard.
+	Logf func(format string, args ...any)
+
+	// CheckInvariants verifies flight == Σ tracked bytes after every
+	// tracker operation and panics on violation. Tests turn it on.
+	CheckInvariants bool
+}
+
+func (c *Config) populate() (*Config, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.PrivateKey == (PrivateKey{}) {
+		k, err := GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		cfg.PrivateKey = k
+	}
+	if cfg.Suite == 0 {
+		cfg.Suite = SuiteAESGCM
+	}
+	if cfg.Suite != SuiteAESGCM && cfg.Suite != SuiteChaCha20Poly1305 {
+		return nil, fmt.Errorf("config: unknown suite %d", cfg.Suite)
+	}
+	if cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = link.MaxPacketSize
+	}
+	if cfg.MaxPacketSize < 256 || cfg.MaxPacketSize > link.MaxPacketSize {
+		return nil, fmt.Errorf("config: MaxPacketSize %d outside [256, %d]", cfg.MaxPacketSize, link.MaxPacketSize)
+	}
+	setDefault(&cfg.StreamReceiveWindow, DefaultStreamReceiveWindow)
+	setDefault(&cfg.ConnectionReceiveWindow, DefaultConnectionReceiveWindow)
+	setDefault(&cfg.StreamSendBuffer, DefaultStreamSendBuffer)
+	setDefault(&cfg.MaxStreams, DefaultMaxStreams)
+	setDefault(&cfg.MaxAckDelay, DefaultMaxAckDelay)
+	setDefault(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = cfg.IdleTimeout / 3
+	}
+	setDefault(&cfg.MaxRetransmits, DefaultMaxRetransmits)
+	setDefault(&cfg.MinRTO, DefaultMinRTO)
+	setDefault(&cfg.MaxRTO, DefaultMaxRTO)
+	setDefault(&cfg.WindowWaitTimeout, DefaultWindowWaitTimeout)
+	if cfg.Congestion == "" {
+		cfg.Congestion = "cubic"
+	}
+	if cfg.Congestion != "cubic" && cfg.Congestion != "fixed" {
+		return nil, fmt.Errorf("config: unknown congestion controller %q (want cubic or fixed)", cfg.Congestion)
+	}
+	setDefault(&cfg.FixedRate, 12.5e6)
+	setDefault(&cfg.HandshakeRate, DefaultHandshakeRate)
+	setDefault(&cfg.MaxMessageSize, DefaultMaxMessageSize)
+	if cfg.MaxMessageSize > DefaultMaxMessageSize || cfg.MaxMessageSize < 0 {
+		return nil, fmt.Errorf("config: MaxMessageSize %d outside [1, %d]", cfg.MaxMessageSize, DefaultMaxMessageSize)
+	}
+	if cfg.StreamReceiveWindow > cfg.ConnectionReceiveWindow {
+		return nil, errors.New("config: StreamReceiveWindow larger than ConnectionReceiveWindow")
+	}
+	if cfg.MinRTO > cfg.MaxRTO {
+		return nil, errors.New("config: MinRTO larger than MaxRTO")
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	return &cfg, nil
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}

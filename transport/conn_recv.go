@@ -1,0 +1,364 @@
+package transport
+
+// The receive path. The endpoint's receive loop calls handlePacket for every
+// datagram addressed to this connection's ID, in arrival order, from one
+// goroutine. A packet changes connection state only after it decrypted
+// under the connection's keys, passed the replay window, and all of its
+// frames parsed; anything else is dropped and counted.
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/flightline/flightline/transport/internal/flight"
+	"github.com/flightline/flightline/transport/internal/monotime"
+	"github.com/flightline/flightline/transport/internal/wire"
+)
+
+// recvState is receive-loop-private scratch, reused for every packet.
+type recvState struct {
+	parser wire.Parser
+	frame  wire.Frame
+	ranges []flight.Range
+	acked  []flight.Acked
+}
+
+var (
+	errFlowControl    = errors.New("flow control limit exceeded")
+	errStreamLimit    = errors.New("stream limit exceeded")
+	errFinalSize      = errors.New("final size changed")
+	errBadStream      = errors.New("frame for a stream that was never opened")
+	errAckUnsent      = errors.New("ACK for a packet never sent")
+	errProtoViolation = errors.New("protocol violation")
+)
+
+// handlePacket processes one datagram whose header names this connection.
+func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, from netip.AddrPort) {
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
+	rs := &c.ep.rs
+	if !c.replay.Check(hdr.PN) {
+		// Duplicate or too old. Still owe an ACK: the peer may have lost ours.
+		c.stats.dropDuplicate.Add(1)
+		c.ackMu.Lock()
+		c.acks.immediate = true
+		c.ackMu.Unlock()
+		c.signalSend()
+		return
+	}
+	plain, err := c.opener.Open(pkt[wire.DataHeaderLen:wire.DataHeaderLen], pkt[:wire.DataHeaderLen], hdr.PN, pkt[wire.DataHeaderLen:])
+	if err != nil {
+		c.stats.dropDecrypt.Add(1)
+		return
+	}
+	// Validate every frame before acting on any.
+	eliciting, messages := false, 0
+	rs.parser.Reset(plain)
+	for {
+		ok, err := rs.parser.Next(&rs.frame)
+		if err != nil {
+			c.stats.dropMalformed.Add(1)
+			return
+		}
+		if !ok {
+			break
+		}
+		if rs.frame.Type.AckEliciting() {
+			eliciting = true
+		}
+		if rs.frame.Type == wire.FrameMessage {
+			messages++
+		}
+	}
+	if messages > cap(c.messages)-len(c.messages) {
+		// Not acknowledged, so the peer retransmits: backpressure, not loss.
+		c.stats.dropMessageQueue.Add(1)
+		return
+	}
+	c.replay.Mark(hdr.PN)
+	c.stats.packetsReceived.Add(1)
+	c.stats.bytesReceived.Add(uint64(len(pkt)))
+	c.lastRecv.Store(int64(now))
+	if from != c.RemoteAddr() {
+		// Authenticated packet from a new address: the peer moved (NAT
+		// rebinding). Connection IDs, not addresses, identify the connection.
+		c.peerAddr.Store(&from)
+	}
+
+	rs.parser.Reset(plain)
+	for {
+		ok, _ := rs.parser.Next(&rs.frame)
+		if !ok {
+			break
+		}
+		if err := c.handleFrame(now, rs, &rs.frame); err != nil {
+			c.stats.protocolErrors.Add(1)
+			c.cfg.Logf("flightline: conn %x: closing: %v", c.localID, err)
+			c.CloseWithErrorAsync(1, err.Error())
+			return
+		}
+	}
+	c.ackMu.Lock()
+	c.acks.insert(hdr.PN)
+	c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
+	immediate := c.acks.immediate
+	c.ackMu.Unlock()
+	if immediate || eliciting {
+		c.signalSend()
+	}
+}
+
+// CloseWithErrorAsync is CloseWithError without waiting for the send loop,
+// for use on the receive path.
+func (c *Conn) CloseWithErrorAsync(code uint64, reason string) {
+	c.ctrlMu.Lock()
+	if c.ctrl.closeFrame == nil {
+		c.ctrl.closeFrame = &closeFrame{code: code, reason: reason}
+	}
+	c.ctrlMu.Unlock()
+	c.shutdown(&ConnError{Code: code, Reason: reason})
+}
+
+func (c *Conn) handleFrame(now monotime.Time, rs *recvState, f *wire.Frame) error {
+	switch f.Type {
+	case wire.FramePing, wire.FrameDataBlocked, wire.FrameStreamDataBlocked:
+		return nil
+	case wire.FrameAck:
+		return c.onAck(now, rs, f)
+	case wire.FrameStream:
+		return c.onStreamFrame(f)
+	case wire.FrameResetStream:
+		return c.onResetStream(f)
+	case wire.FrameStopSending:
+		s, err := c.streamForFrame(f.StreamID)
+		if s != nil {
+			s.abortSend(StreamErrorCode(f.ErrorCode), nil, true)
+		}
+		return err
+	case wire.FrameMaxData:
+		for {
+			cur := c.peerMaxData.Load()
+			if f.Max <= cur || c.peerMaxData.CompareAndSwap(cur, f.Max) {
+				break
+			}
+		}
+		c.signalSend()
+		return nil
+	case wire.FrameMaxStreamData:
+		s, err := c.streamForFrame(f.StreamID)
+		if s != nil {
+			s.mu.Lock()
+			s.maxSendData = max(s.maxSendData, f.Max)
+			s.mu.Unlock()
+			if s.hasSendWork() {
+				c.schedule(s)
+			}
+		}
+		return err
+	case wire.FrameMaxStreams:
+		c.streamsMu.Lock()
+		if f.Max > c.localStreamsLimit {
+			c.localStreamsLimit = min(f.Max, maxPeerStreams+c.localOpened)
+			c.openSig.broadcast()
+		}
+		c.streamsMu.Unlock()
+		return nil
+	case wire.FrameMessage:
+		c.messages <- append([]byte(nil), f.Data...) // space checked before
+		return nil
+	case wire.FrameConnectionClose:
+		c.shutdown(&ConnError{Code: f.ErrorCode, Reason: string(f.Reason), Remote: true, Err: ErrPeerClosed})
+		return nil
+	}
+	return nil
+}
+
+// onAck removes newly acknowledged packets from the ledger (releasing their
+// flight bytes), feeds the RTT estimator and the controller, and wakes the
+// send loop: released window is usable at once.
+func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
+	if len(f.Ranges) == 0 {
+		return nil
+	}
+	largest := f.Ranges[0].Largest
+	if largest >= c.nextPN.Load() {
+		return errAckUnsent
+	}
+	rs.ranges = rs.ranges[:0]
+	for _, r := range f.Ranges {
+		rs.ranges = append(rs.ranges, flight.Range{Smallest: r.Smallest, Largest: r.Largest})
+	}
+	rs.acked = c.ledger.OnAck(rs.ranges, rs.acked[:0])
+	for {
+		cur := c.largestAcked.Load()
+		if (c.haveAcked.Load() && largest <= cur) || c.largestAcked.CompareAndSwap(cur, largest) {
+			break
+		}
+	}
+	c.haveAcked.Store(true)
+	if len(rs.acked) == 0 {
+		return nil
+	}
+	bytes := 0
+	var largestSentAt monotime.Time
+	var lastStream flight.StreamID = flight.Control
+	var lastS *Stream
+	for i := range rs.acked {
+		a := &rs.acked[i]
+		bytes += a.Size
+		largestSentAt = max(largestSentAt, a.SentAt)
+		if a.PN == largest {
+			// Packet numbers are never reused, so the sample is unambiguous
+			// (Karn's problem does not arise): SentAt is this number's send.
+			c.rtt.Update(now.Sub(a.SentAt), ackDelayDuration(f.AckDelay), c.peerMaxAckDelay())
+		}
+		if a.Stream != flight.Control {
+			if a.Stream != lastStream {
+				lastStream, lastS = a.Stream, c.stream(a.Stream)
+			}
+			if lastS != nil && lastS.outstanding.Add(-1) == 0 {
+				c.maybeRemoveStream(lastS)
+			}
+		}
+	}
+	c.stats.bytesAcked.Add(uint64(bytes))
+	c.cc.OnAck(now, bytes, largestSentAt, c.rtt, c.ledger.Flight())
+	c.ackProgress.Add(1)
+	c.signalSend()
+	c.notifyGraceful()
+	return nil
+}
+
+func ackDelayDuration(micros uint64) time.Duration {
+	return time.Duration(min(micros, uint64(time.Hour/time.Microsecond))) * time.Microsecond
+}
+
+// peerMaxAckDelay bounds the ack delay the peer may claim. Both sides use the
+// configured value; an honest peer never exceeds it.
+func (c *Conn) peerMaxAckDelay() time.Duration { return c.cfg.MaxAckDelay }
+
+// onStreamFrame delivers stream data into the stream's reassembly buffer,
+// enforcing stream and connection flow control and the final size.
+func (c *Conn) onStreamFrame(f *wire.Frame) error {
+	s, err := c.streamForFrame(f.StreamID)
+	if s == nil {
+		// A stream we already closed: stale retransmission, ignore.
+		return err
+	}
+	end := f.Offset + uint64(len(f.Data))
+	s.mu.Lock()
+	if end > s.maxRecvData {
+		s.mu.Unlock()
+		return errFlowControl
+	}
+	if s.haveFinal && end > s.finalSize {
+		s.mu.Unlock()
+		return errFinalSize
+	}
+	if f.Fin {
+		if (s.haveFinal && s.finalSize != end) || end < s.recv.highest {
+			s.mu.Unlock()
+			return errFinalSize
+		}
+		s.haveFinal, s.finalSize = true, end
+	}
+	var grew uint64
+	if s.recvErr != nil {
+		// Reading was cancelled: account for flow control, keep nothing.
+		if end > s.recv.highest {
+			grew = end - s.recv.highest
+			s.recv.highest = end
+		}
+	} else {
+		grew = s.recv.insert(f.Offset, f.Data)
+	}
+	if s.recv.readable() || (s.haveFinal && s.recv.readOffset == s.finalSize) {
+		s.readSig.broadcast()
+	}
+	s.mu.Unlock()
+	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
+		return errFlowControl
+	}
+	return nil
+}
+
+func (c *Conn) onResetStream(f *wire.Frame) error {
+	s, err := c.streamForFrame(f.StreamID)
+	if s == nil {
+		return err
+	}
+	s.mu.Lock()
+	if f.FinalSize < s.recv.highest || (s.haveFinal && s.finalSize != f.FinalSize) || f.FinalSize > s.maxRecvData {
+		s.mu.Unlock()
+		return errFinalSize
+	}
+	grew := f.FinalSize - s.recv.highest
+	s.recv.highest = f.FinalSize
+	s.haveFinal, s.finalSize = true, f.FinalSize
+	if s.recvErr == nil && !s.readDone {
+		s.recvErr = &StreamError{StreamID: s.id, Code: StreamErrorCode(f.ErrorCode), Remote: true}
+		s.recv.release()
+	}
+	s.readSig.broadcast()
+	s.mu.Unlock()
+	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
+		return errFlowControl
+	}
+	c.maybeRemoveStream(s)
+	return nil
+}
+
+// stream looks up a live stream.
+func (c *Conn) stream(id uint64) *Stream {
+	c.streamsMu.Lock()
+	defer c.streamsMu.Unlock()
+	return c.streams[id]
+}
+
+// streamForFrame returns the stream a peer frame refers to, opening peer
+// streams implicitly (and every lower-numbered one, as QUIC does). It returns
+// (nil, nil) for streams already closed and forgotten, and an error for ids
+// that violate the protocol.
+func (c *Conn) streamForFrame(id uint64) (*Stream, error) {
+	c.streamsMu.Lock()
+	defer c.streamsMu.Unlock()
+	if s := c.streams[id]; s != nil {
+		return s, nil
+	}
+	local := (id%2 == 0) == c.isClient
+	if local {
+		if id >= c.nextLocalStream {
+			return nil, errBadStream
+		}
+		return nil, nil
+	}
+	idx := id / 2
+	if idx < c.peerOpened {
+		return nil, nil
+	}
+	if idx >= c.peerClosed+c.peerStreamsLimit {
+		return nil, errStreamLimit
+	}
+	parity := id % 2
+	var s *Stream
+	for c.peerOpened <= idx {
+		sid := c.peerOpened*2 + parity
+		c.peerOpened++
+		s = newStream(c, sid)
+		c.streams[sid] = s
+		c.stats.streamsAccepted.Add(1)
+		select {
+		case c.acceptQ <- s:
+		default:
+			// Cannot happen: the queue holds MaxStreams and the peer may
+			// not have more open. Refuse the stream rather than block.
+			delete(c.streams, sid)
+			return nil, errStreamLimit
+		}
+	}
+	return s, nil
+}

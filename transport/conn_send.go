@@ -1,0 +1,635 @@
+package transport
+
+// The send loop. One goroutine per connection owns everything that puts
+// packets on the wire:
+//
+//  1. timers: idle timeout, loss detection (packet and time threshold),
+//     tail-loss probe, retransmission timeout, keepalive, window-wait aborts;
+//  2. packet building, in priority order: CONNECTION_CLOSE, retransmissions
+//     (already in flight, so not limited by the congestion window), packets
+//     whose send failed transiently, control frames, stream data (round robin
+//     over streams, one stream per packet, limited by the congestion window
+//     and flow control), messages, then a bare ACK if one is owed;
+//  3. pacing: every packet, retransmissions and ACKs included, takes tokens
+//     from the pacer; when the bucket is empty the loop sleeps until it refills;
+//  4. flushing a batch through the datapath, then registering what was sent
+//     with the flight ledger (Track / Refresh) or releasing what was not
+//     (ReleaseUnsent / ResendFailed), then informing the congestion controller.
+//
+// Flight-size protocol (docs/invariants.md): a new ack-eliciting packet is
+// charged before the datapath send and tracked after it succeeds; a failed
+// send releases the charge exactly once. A retransmission is not charged
+// again — its record stayed tracked and charged while it waited — and is
+// re-keyed to its new packet number by Refresh, which never inserts.
+// No ledger lock is held across the datapath send or a controller call.
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/flightline/flightline/transport/internal/flight"
+	"github.com/flightline/flightline/transport/internal/monotime"
+	"github.com/flightline/flightline/transport/internal/wire"
+	"github.com/flightline/flightline/transport/link"
+)
+
+const (
+	packetThreshold = 3 // RFC 9002 kPacketThreshold
+	rtoProbePackets = 2 // packets retransmitted when the RTO fires
+	windowWaitPTOs  = 8 // effective window-wait timeout is at least this many PTOs
+	sendRetryDelay  = time.Millisecond
+)
+
+type packetKind uint8
+
+const (
+	kindNew       packetKind = iota // ack-eliciting, charged, tracked after send
+	kindResend                      // retransmission of a tracked record
+	kindUntracked                   // ACK-only or CONNECTION_CLOSE
+)
+
+// outPacket is one slot of the send batch.
+type outPacket struct {
+	wire  [link.MaxPacketSize]byte
+	plain [link.MaxPacketSize]byte
+	n     int // bytes of wire used
+
+	kind    packetKind
+	pn      uint64
+	oldPN   uint64 // kindResend: the record's packet number
+	charged int    // flight bytes charged (kindNew) or held by the record (kindResend)
+	stream  flight.StreamID
+	s       *Stream // kindNew stream packets
+	retx    int     // retransmittable plaintext bytes: plain[:retx]
+}
+
+// unsent is the payload of a packet whose send failed transiently; it goes
+// out again as a new packet.
+type unsent struct {
+	stream  flight.StreamID
+	s       *Stream
+	payload []byte
+}
+
+// sendState is the send loop's private state.
+type sendState struct {
+	batch   []outPacket
+	msgs    []link.Message
+	scratch []byte
+
+	resendQ     []flight.Resend
+	resendArena []byte
+	abandoned   []flight.Abandoned
+	retryQ      []unsent
+
+	pacingAt      monotime.Time
+	lossTime      monotime.Time
+	lastProgress  uint64 // ackProgress seen at the last loss detection
+	ptoBackoff    int
+	tlpDone       bool
+	lastEliciting monotime.Time
+	retryAt       monotime.Time
+	closeSent     bool
+}
+
+func (c *Conn) newSendState() *sendState {
+	bs := c.ep.link.BatchSize()
+	if bs <= 0 || bs > link.IdealBatchSize {
+		bs = link.IdealBatchSize
+	}
+	return &sendState{
+		batch:   make([]outPacket, bs),
+		msgs:    make([]link.Message, bs),
+		scratch: make([]byte, link.MaxPacketSize),
+	}
+}
+
+func (c *Conn) sendLoop() {
+	defer c.teardown()
+	st := c.newSendState()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := monotime.Now()
+		select {
+		case <-c.closed:
+			c.sendClose(now, st)
+			return
+		default:
+		}
+		c.onTimers(now, st)
+		c.fill(now, st)
+		next := c.nextDeadline(now, st)
+		timer.Reset(max(next.Sub(monotime.Now()), 0))
+		select {
+		case <-c.wake:
+		case <-timer.C:
+		case <-c.closed:
+		}
+	}
+}
+
+// idleTimeout is the smaller of ours and the peer's.
+func (c *Conn) idleTimeout() time.Duration {
+	d := c.cfg.IdleTimeout
+	if p := c.peerParams.idleTimeout; p > 0 && p < d {
+		d = p
+	}
+	return d
+}
+
+// pto is the tail-loss probe timeout (RFC 9002 §6.2.1). Unlike the RTO it
+// has no large floor: a probe is cheap and recovers tail losses in about one
+// RTT instead of a minimum-RTO stall.
+func (c *Conn) pto() time.Duration {
+	return c.rtt.PTO(c.cfg.MaxAckDelay)
+}
+
+// windowWaitTimeout scales the window-wait abort with the path's RTT.
+func (c *Conn) windowWaitTimeout() time.Duration {
+	return max(c.cfg.WindowWaitTimeout, windowWaitPTOs*c.pto())
+}
+
+// onTimers runs every timer-driven action that is due.
+func (c *Conn) onTimers(now monotime.Time, st *sendState) {
+	if now.Sub(monotime.Time(c.lastRecv.Load())) > c.idleTimeout() {
+		c.shutdown(&ConnError{Err: ErrIdleTimeout})
+		return
+	}
+	// Loss detection: on ACK progress or when the time threshold expires.
+	progress := c.ackProgress.Load()
+	if progress != st.lastProgress {
+		st.lastProgress = progress
+		st.ptoBackoff = 0
+		st.tlpDone = false
+		c.detectLost(now, st)
+	} else if st.lossTime != 0 && now >= st.lossTime {
+		c.detectLost(now, st)
+	}
+	// Probe timeout: first a tail-loss probe (the newest packet, no
+	// backoff, once per flight), then RTOs (oldest packets, exponential
+	// backoff, controller collapse).
+	if c.ledger.Len() > 0 && st.lastEliciting != 0 && len(st.resendQ) == 0 {
+		var deadline monotime.Time
+		if !st.tlpDone {
+			deadline = st.lastEliciting.Add(c.pto())
+		} else {
+			deadline = st.lastEliciting.Add(c.rtt.RTO(c.cfg.MinRTO, c.cfg.MaxRTO, st.ptoBackoff))
+		}
+		if now >= deadline {
+			before := len(st.resendQ)
+			if !st.tlpDone {
+				st.tlpDone = true
+				st.resendQ, st.resendArena = c.ledger.TakeNewest(st.resendQ, st.resendArena)
+				c.stats.tlps.Add(1)
+			} else {
+				st.resendQ, st.resendArena, st.abandoned = c.ledger.TakeOldest(rtoProbePackets, c.cfg.MaxRetransmits+1, st.resendQ, st.resendArena, st.abandoned[:0])
+				st.ptoBackoff++
+				c.cc.OnRTO(now)
+				c.stats.rtos.Add(1)
+				c.handleAbandoned(st)
+			}
+			if len(st.resendQ) == before {
+				// Everything is already queued for resend; probe instead.
+				c.ctrlMu.Lock()
+				c.ctrl.ping = true
+				c.ctrlMu.Unlock()
+			}
+			st.lastEliciting = now
+		}
+	}
+	if ka := c.cfg.KeepAlive; ka > 0 && now.Sub(monotime.Time(c.lastSent.Load())) > ka {
+		c.ctrlMu.Lock()
+		c.ctrl.ping = true
+		c.ctrlMu.Unlock()
+	}
+	c.checkWindowWait(now)
+}
+
+// detectLost hands packets declared lost (RFC 9002 packet and time
+// thresholds) to the resend queue and abandons those over the limit.
+func (c *Conn) detectLost(now monotime.Time, st *sendState) {
+	if !c.haveAcked.Load() {
+		return
+	}
+	lossDelay := max(c.rtt.Smoothed(), c.rtt.Latest()) * 9 / 8
+	lossDelay = max(lossDelay, time.Millisecond)
+	before := len(st.resendQ)
+	var next monotime.Time
+	st.resendQ, st.resendArena, st.abandoned, next = c.ledger.DetectLost(flight.LossParams{
+		Now:             now,
+		LargestAcked:    c.largestAcked.Load(),
+		HaveLargest:     true,
+		PacketThreshold: packetThreshold,
+		LossDelay:       lossDelay,
+		MaxSends:        c.cfg.MaxRetransmits + 1,
+	}, st.resendQ, st.resendArena, st.abandoned[:0])
+	st.lossTime = next
+	if lost := st.resendQ[before:]; len(lost) > 0 {
+		bytes := 0
+		var newest monotime.Time
+		for i := range lost {
+			bytes += lost[i].Size
+			newest = max(newest, now.Add(-lossDelay)) // FIXME: use lost[i].SentAt once the ledger reports it
+		}
+		c.stats.packetsLost.Add(uint64(len(lost)))
+		c.cc.OnLoss(now, bytes, newest, c.ledger.Flight())
+	}
+	c.handleAbandoned(st)
+}
+
+// handleAbandoned fails the streams whose packets hit the retransmit limit.
+// The abandoned records are already removed and released by the ledger.
+func (c *Conn) handleAbandoned(st *sendState) {
+	for _, a := range st.abandoned {
+		c.stats.packetsAbandoned.Add(1)
+		if a.Stream == flight.Control {
+			// Flow-control updates are idempotent: send current values again.
+			c.ctrlMu.Lock()
+			c.ctrl.maxData = true
+			c.ctrl.maxStreams = true
+			c.ctrlMu.Unlock()
+			continue
+		}
+		if s := c.stream(a.Stream); s != nil {
+			s.outstanding.Add(-1)
+			s.abortSend(CodeRetransmitLimit, ErrRetransmitLimit, false)
+		}
+	}
+	st.abandoned = st.abandoned[:0]
+	c.notifyGraceful()
+}
+
+// checkWindowWait aborts streams that waited too long for window space.
+func (c *Conn) checkWindowWait(now monotime.Time) {
+	limit := c.windowWaitTimeout()
+	var victims []*Stream
+	c.schedMu.Lock()
+	for _, s := range c.active {
+		if d := s.blockedFor(now); d > limit {
+			victims = append(victims, s)
+		}
+	}
+	c.schedMu.Unlock()
+	for _, s := range victims {
+		c.stats.windowWaitAborts.Add(1)
+		s.abortSend(CodeWindowWait, ErrWindowWaitTimeout, false)
+	}
+}
+
+// nextDeadline is the earliest instant the loop has something to do.
+func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
+	next := monotime.Time(c.lastRecv.Load()).Add(c.idleTimeout() + time.Millisecond)
+	consider := func(t monotime.Time) {
+		if t != 0 && t < next {
+			next = t
+		}
+	}
+	consider(st.lossTime)
+	if c.ledger.Len() > 0 && st.lastEliciting != 0 {
+		if !st.tlpDone {
+			consider(st.lastEliciting.Add(c.pto()))
+		} else {
+			consider(st.lastEliciting.Add(c.rtt.RTO(c.cfg.MinRTO, c.cfg.MaxRTO, st.ptoBackoff)))
+		}
+	}
+	if ka := c.cfg.KeepAlive; ka > 0 {
+		consider(monotime.Time(c.lastSent.Load()).Add(ka + time.Millisecond))
+	}
+	if st.pacingAt > now {
+		consider(st.pacingAt)
+	}
+	if st.retryAt > now {
+		consider(st.retryAt)
+	}
+	c.ackMu.Lock()
+	consider(c.acks.ackDeadline)
+	c.ackMu.Unlock()
+	// Window-wait: wake when the longest-blocked stream would time out.
+	limit := c.windowWaitTimeout()
+	c.schedMu.Lock()
+	for _, s := range c.active {
+		if b := s.blockedSince.Load(); b != 0 {
+			consider(monotime.Time(b).Add(limit + time.Millisecond))
+		}
+	}
+	c.schedMu.Unlock()
+	if next < now {
+		next = now
+	}
+	return next
+}
+
+// fill builds and flushes batches until nothing more may be sent now.
+func (c *Conn) fill(now monotime.Time, st *sendState) {
+	for {
+		n := 0
+		for n < len(st.batch) && c.buildPacket(now, st, &st.batch[n]) {
+			n++
+		}
+		if n == 0 {
+			return
+		}
+		c.flush(now, st, st.batch[:n])
+		if n < len(st.batch) {
+			return
+		}
+		now = monotime.Now()
+	}
+}
+
+// maxPlain is the plaintext capacity of one packet.
+func (c *Conn) maxPlain() int {
+	return min(c.cfg.MaxPacketSize, int(c.peerParams.maxPacketSize)) - wire.DataHeaderLen - c.sealer.Overhead()
+}
+
+// buildPacket fills p with the next packet to send. It returns false when
+// nothing may be sent now (nothing to do, pacing, or window).
+func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool {
+	rate := c.cc.PacingRate()
+	full := c.cfg.MaxPacketSize
+	if st.pacingAt > now {
+		return false
+	}
+	if c.pacer.Budget(now, rate) < full {
+		st.pacingAt = c.pacer.NextSendTime(now, full, rate)
+		return false
+	}
+	st.pacingAt = 0
+	room := c.maxPlain()
+	plain := p.plain[:0]
+	p.kind, p.s, p.stream, p.charged = kindNew, nil, flight.Control, 0
+
+	switch {
+	case len(st.resendQ) > 0:
+		r := st.resendQ[0]
+		st.resendQ = st.resendQ[1:]
+		if len(st.resendQ) == 0 {
+			st.resendQ, st.resendArena = st.resendQ[:0], st.resendArena[:0]
+		}
+		plain = append(plain, r.Payload...)
+		p.kind, p.oldPN, p.charged, p.stream = kindResend, r.PN, r.Size, r.Stream
+		c.stats.retransmits.Add(1)
+	case len(st.retryQ) > 0 && now >= st.retryAt:
+		u := st.retryQ[0]
+		st.retryQ = st.retryQ[1:]
+		plain = append(plain, u.payload...)
+		p.stream, p.s = u.stream, u.s
+	default:
+		plain = c.appendControl(plain, room)
+		if len(plain) == 0 && c.windowOpen() {
+			plain = c.appendStreamData(now, st, p, plain, room)
+			if len(plain) == 0 {
+				plain = c.appendMessages(plain, room)
+			}
+		}
+	}
+	p.retx = len(plain)
+	c.ackMu.Lock()
+	if c.acks.pending() && (p.retx > 0 || c.acks.owed(now)) && len(plain)+c.acks.frameLen() <= room {
+		plain = c.acks.appendFrame(plain, now)
+	}
+	c.ackMu.Unlock()
+	if len(plain) == 0 {
+		return false
+	}
+	if p.retx == 0 {
+		p.kind = kindUntracked
+	}
+	p.pn = c.nextPN.Add(1) - 1
+	b := wire.AppendDataHeader(p.wire[:0], wire.DataHeader{ConnID: c.remoteID, PN: p.pn})
+	b = c.sealer.Seal(b, b[:wire.DataHeaderLen], p.pn, plain)
+	p.n = len(b)
+	c.pacer.OnSent(now, p.n, rate)
+	if p.kind == kindNew {
+		p.charged = p.n
+		c.ledger.Charge(p.n)
+	}
+	return true
+}
+
+// windowOpen reports whether a new full packet fits the congestion window.
+// When it does not, streams waiting to send are marked window-blocked.
+func (c *Conn) windowOpen() bool {
+	if c.ledger.Flight()+int64(c.cfg.MaxPacketSize) <= c.cc.Window() {
+		return true
+	}
+	now := int64(monotime.Now())
+	c.schedMu.Lock()
+	for _, s := range c.active {
+		s.blockedSince.CompareAndSwap(0, now)
+	}
+	c.schedMu.Unlock()
+	return false
+}
+
+// appendStreamData appends one stream's next frame (round robin).
+func (c *Conn) appendStreamData(now monotime.Time, st *sendState, p *outPacket, plain []byte, room int) []byte {
+	credit := uint64(0)
+	if m, s := c.peerMaxData.Load(), c.sentData.Load(); m > s {
+		credit = m - s
+	}
+	for tries := 0; ; tries++ {
+		c.schedMu.Lock()
+		if len(c.active) == 0 || tries > len(c.active) {
+			c.schedMu.Unlock()
+			return plain
+		}
+		s := c.active[0]
+		copy(c.active, c.active[1:])
+		c.active = c.active[:len(c.active)-1]
+		c.schedMu.Unlock()
+
+		maxData := room - wire.StreamOverhead(s.id, 1<<62-1, room)
+		off, n, fin, more, _ := s.takeSendData(st.scratch[:maxData], credit)
+		c.schedMu.Lock()
+		if more {
+			c.active = append(c.active, s)
+		} else {
+			delete(c.inSched, s)
+		}
+		c.schedMu.Unlock()
+		if !more && s.hasSendWork() {
+			c.schedule(s) // data arrived between take and unschedule
+		}
+		if n == 0 && !fin {
+			continue
+		}
+		s.blockedSince.Store(0)
+		c.sentData.Add(uint64(n))
+		p.stream, p.s = s.id, s
+		return wire.AppendStream(plain, s.id, off, st.scratch[:n], fin)
+	}
+}
+
+// appendControl appends queued control frames that fit.
+func (c *Conn) appendControl(plain []byte, room int) []byte {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	q := &c.ctrl
+	for len(q.resets) > 0 && len(plain)+32 <= room {
+		r := q.resets[0]
+		q.resets = q.resets[1:]
+		plain = wire.AppendResetStream(plain, r.id, r.code, r.finalSize)
+	}
+	for len(q.stops) > 0 && len(plain)+24 <= room {
+		r := q.stops[0]
+		q.stops = q.stops[1:]
+		plain = wire.AppendStopSending(plain, r.id, r.code)
+	}
+	for id, max := range q.maxStreamData {
+		if len(plain)+24 > room {
+			break
+		}
+		plain = wire.AppendMaxStreamData(plain, id, max)
+		delete(q.maxStreamData, id)
+	}
+	if q.maxData && len(plain)+16 <= room {
+		plain = wire.AppendMaxData(plain, c.recvMaxData.Load())
+		q.maxData = false
+	}
+	if q.maxStreams && len(plain)+16 <= room {
+		c.streamsMu.Lock()
+		limit := c.peerClosed + uint64(c.cfg.MaxStreams)
+		c.streamsMu.Unlock()
+		plain = wire.AppendMaxStreams(plain, limit)
+		q.maxStreams = false
+	}
+	if q.ping && len(plain) == 0 {
+		plain = wire.AppendPing(plain)
+	}
+	q.ping = false
+	return plain
+}
+
+// appendMessages appends queued messages (a packet of messages carries
+// nothing else, so the receiver can refuse it whole when its queue is full).
+func (c *Conn) appendMessages(plain []byte, room int) []byte {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	for len(c.ctrl.messages) > 0 {
+		m := c.ctrl.messages[0]
+		if len(plain)+wire.MessageOverhead(len(m)) > room {
+			break
+		}
+		plain = wire.AppendMessage(plain, m)
+		c.ctrl.messages[0] = nil
+		c.ctrl.messages = c.ctrl.messages[1:]
+	}
+	return plain
+}
+
+// flush sends a batch and settles every packet's flight accounting.
+func (c *Conn) flush(now monotime.Time, st *sendState, batch []outPacket) {
+	addr := c.RemoteAddr()
+	for i := range batch {
+		st.msgs[i] = link.Message{Buf: batch[i].wire[:batch[i].n], Addr: addr}
+	}
+	sent, err := c.ep.writeBatch(st.msgs[:len(batch)])
+	if sent > 0 {
+		c.lastSent.Store(int64(now))
+	}
+	for i := range batch {
+		p := &batch[i]
+		if i < sent {
+			c.onSent(now, st, p)
+			continue
+		}
+		c.onSendFailed(now, st, p, err, i == sent)
+	}
+	clear(st.msgs[:len(batch)])
+}
+
+// onSent registers a packet that reached the datapath.
+func (c *Conn) onSent(now monotime.Time, st *sendState, p *outPacket) {
+	c.stats.packetsSent.Add(1)
+	c.stats.bytesSent.Add(uint64(p.n))
+	switch p.kind {
+	case kindNew:
+		c.ledger.Track(flight.Sent{PN: p.pn, Stream: p.stream, Size: p.charged, SentAt: now, Payload: p.plain[:p.retx]})
+		if s := p.s; s != nil {
+			s.outstanding.Add(1)
+			// The stream may have been aborted while this packet was being
+			// built; its DropStream could not see a packet not yet tracked,
+			// so drop again now (idempotent; releases just this packet).
+			if s.aborted.Load() {
+				c.ledger.DropStream(s.id)
+				s.outstanding.Store(0)
+			}
+		}
+	case kindResend:
+		if h := c.testHooks; h != nil && h.beforeRefresh != nil {
+			h.beforeRefresh(p.oldPN)
+		}
+		// Refresh never inserts: if an ACK, abandon or DropStream removed
+		// the record while the resend was out, it stays removed.
+		if !c.ledger.Refresh(p.oldPN, p.pn, now) {
+			c.stats.refreshMisses.Add(1)
+		}
+	case kindUntracked:
+		return
+	}
+	st.lastEliciting = now
+	c.cc.OnSent(now, p.n, c.ledger.Flight())
+}
+
+// onSendFailed settles a packet the datapath did not take. first marks the
+// packet the error belongs to; later ones were never attempted.
+func (c *Conn) onSendFailed(now monotime.Time, st *sendState, p *outPacket, err error, first bool) {
+	c.stats.sendErrors.Add(1)
+	switch p.kind {
+	case kindNew:
+		// Charged before the send, never tracked: release exactly once.
+		c.ledger.ReleaseUnsent(p.pn, p.charged)
+		// Flow-control credit stays consumed: the same bytes, at the same
+		// offsets, go out again from retryQ (or the stream is aborted).
+		if first && !transientSendError(err) && p.s != nil {
+			// A stream whose data cannot be sent fails; the connection lives on.
+			p.s.abortSend(CodeSendFailed, errors.Join(ErrSendFailed, err), false)
+			break
+		}
+		st.retryQ = append(st.retryQ, unsent{stream: p.stream, s: p.s, payload: append([]byte(nil), p.plain[:p.retx]...)})
+		st.retryAt = now.Add(sendRetryDelay)
+	case kindResend:
+		c.ledger.ResendFailed(p.oldPN)
+	case kindUntracked:
+		c.ackMu.Lock()
+		c.acks.immediate = true
+		c.ackMu.Unlock()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		c.shutdown(&ConnError{Err: err})
+	}
+}
+
+// transientSendError reports errors worth retrying the same packet for.
+func transientSendError(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
+// sendClose flushes a queued CONNECTION_CLOSE once.
+func (c *Conn) sendClose(now monotime.Time, st *sendState) {
+	c.ctrlMu.Lock()
+	cf := c.ctrl.closeFrame
+	c.ctrlMu.Unlock()
+	if cf == nil || st.closeSent {
+		return
+	}
+	st.closeSent = true
+	p := &st.batch[0]
+	reason := cf.reason
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	plain := wire.AppendConnectionClose(p.plain[:0], cf.code, reason)
+	pn := c.nextPN.Add(1) - 1
+	b := wire.AppendDataHeader(p.wire[:0], wire.DataHeader{ConnID: c.remoteID, PN: pn})
+	b = c.sealer.Seal(b, b[:wire.DataHeaderLen], pn, plain)
+	st.msgs[0] = link.Message{Buf: b, Addr: c.RemoteAddr()}
+	c.ep.writeBatch(st.msgs[:1])
+	st.msgs[0] = link.Message{}
+}

@@ -1,0 +1,97 @@
+package transport
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/flightline/flightline/transport/link"
+)
+
+// connStats are the connection's counters, updated with atomics by the
+// goroutine that observes each event.
+type connStats struct {
+	packetsSent, bytesSent          atomic.Uint64
+	packetsReceived, bytesReceived  atomic.Uint64
+	bytesAcked                      atomic.Uint64
+	packetsLost, retransmits        atomic.Uint64
+	packetsAbandoned                atomic.Uint64
+	tlps, rtos                      atomic.Uint64
+	dropDuplicate, dropDecrypt      atomic.Uint64
+	dropMalformed, dropMessageQueue atomic.Uint64
+	protocolErrors, sendErrors      atomic.Uint64
+	refreshMisses                   atomic.Uint64
+	abortReleasedBytes              atomic.Uint64
+	windowWaitAborts                atomic.Uint64
+	streamsOpened, streamsAccepted  atomic.Uint64
+}
+
+// Stats is a snapshot of one connection.
+type Stats struct {
+	Datapath   string    // "udp", "xdp" or "mem"
+	Link       link.Caps // datapath offloads in use
+	Suite      string    // AEAD
+	Controller string    // congestion controller
+
+	SmoothedRTT, MinRTT, LatestRTT time.Duration
+	CongestionWindow               int64   // bytes
+	FlightSize                     int64   // bytes charged and not yet released
+	TrackedPackets                 int     // packets in flight
+	PacingRate                     float64 // bytes/s
+
+	PacketsSent, BytesSent         uint64
+	PacketsReceived, BytesReceived uint64
+	BytesAcked                     uint64
+	PacketsLost                    uint64 // declared lost by packet/time threshold
+	PacketsRetransmitted           uint64 // resends for any reason (loss, TLP, RTO)
+	PacketsAbandoned               uint64 // given up after MaxRetransmits
+	TailLossProbes, RTOs           uint64
+
+	// Dropped packets, by reason. None of them changed connection state.
+	DroppedDuplicate, DroppedUndecryptable, DroppedMalformed, DroppedMessageQueue uint64
+
+	SendErrors         uint64
+	StreamsOpened      uint64
+	StreamsAccepted    uint64
+	WindowWaitAborts   uint64
+	AbortReleasedBytes uint64 // flight bytes released because their stream aborted
+	FlightUnderflows   uint64 // must stay 0: a release below zero is a bug
+}
+
+// Stats returns a snapshot of the connection's counters and state.
+func (c *Conn) Stats() Stats {
+	caps := c.ep.link.Caps()
+	s := &c.stats
+	return Stats{
+		Datapath:             caps.Datapath,
+		Link:                 caps,
+		Suite:                c.suite.String(),
+		Controller:           c.cc.Name(),
+		SmoothedRTT:          c.rtt.Smoothed(),
+		MinRTT:               c.rtt.Min(),
+		LatestRTT:            c.rtt.Latest(),
+		CongestionWindow:     c.cc.Window(),
+		FlightSize:           c.ledger.Flight(),
+		TrackedPackets:       c.ledger.Len(),
+		PacingRate:           c.cc.PacingRate(),
+		PacketsSent:          s.packetsSent.Load(),
+		BytesSent:            s.bytesSent.Load(),
+		PacketsReceived:      s.packetsReceived.Load(),
+		BytesReceived:        s.bytesReceived.Load(),
+		BytesAcked:           s.bytesAcked.Load(),
+		PacketsLost:          s.packetsLost.Load(),
+		PacketsRetransmitted: s.retransmits.Load(),
+		PacketsAbandoned:     s.packetsAbandoned.Load(),
+		TailLossProbes:       s.tlps.Load(),
+		RTOs:                 s.rtos.Load(),
+		DroppedDuplicate:     s.dropDuplicate.Load(),
+		DroppedUndecryptable: s.dropDecrypt.Load(),
+		DroppedMalformed:     s.dropMalformed.Load(),
+		DroppedMessageQueue:  s.dropMessageQueue.Load(),
+		SendErrors:           s.sendErrors.Load(),
+		StreamsOpened:        s.streamsOpened.Load(),
+		StreamsAccepted:      s.streamsAccepted.Load(),
+		WindowWaitAborts:     s.windowWaitAborts.Load(),
+		AbortReleasedBytes:   s.abortReleasedBytes.Load(),
+		FlightUnderflows:     c.ledger.Underflows(),
+	}
+}

@@ -1,0 +1,121 @@
+package transport
+
+import (
+	"sort"
+	"sync"
+)
+
+// Receive-side reassembly. Stream frames arrive with offsets, possibly out of
+// order, duplicated or overlapping; recvBuffer turns them back into the byte
+// sequence the peer wrote. Every byte is copied once, into a pooled chunk,
+// and handed to the application in offset order only.
+
+// chunkSize is the capacity of a pooled reassembly chunk: one packet's worth.
+const chunkSize = 1500
+
+var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+type segment struct {
+	offset uint64 // stream offset of data[0]
+	data   []byte // slice of chunk
+	chunk  *[chunkSize]byte
+}
+
+// recvBuffer holds received but unread stream data, sorted by offset, with
+// overlaps trimmed on insert. It is guarded by the owning stream's mutex.
+type recvBuffer struct {
+	segs       []segment
+	readOffset uint64 // next byte the application reads
+	highest    uint64 // highest offset+len received
+	buffered   int    // bytes held (for stats and memory bounds)
+}
+
+// insert copies data at offset into the buffer, dropping bytes already
+// received or already read. It returns how far the highest received offset
+// grew (for connection-level flow control).
+func (b *recvBuffer) insert(offset uint64, data []byte) (grew uint64) {
+	end := offset + uint64(len(data))
+	if end > b.highest {
+		grew = end - b.highest
+		b.highest = end
+	}
+	if end <= b.readOffset {
+		return grew
+	}
+	if offset < b.readOffset {
+		data = data[b.readOffset-offset:]
+		offset = b.readOffset
+	}
+	for len(data) > 0 {
+		// Find the first segment ending after offset.
+		i := sort.Search(len(b.segs), func(i int) bool {
+			s := b.segs[i]
+			return s.offset+uint64(len(s.data)) > offset
+		})
+		if i < len(b.segs) && b.segs[i].offset <= offset {
+			// offset is inside segment i: skip the covered bytes.
+			covered := b.segs[i].offset + uint64(len(b.segs[i].data)) - offset
+			if covered >= uint64(len(data)) {
+				return grew
+			}
+			data = data[covered:]
+			offset += covered
+			continue
+		}
+		// Free space from offset up to the next segment (or the end).
+		n := uint64(len(data))
+		if i < len(b.segs) && b.segs[i].offset-offset < n {
+			n = b.segs[i].offset - offset
+		}
+		if n > chunkSize {
+			n = chunkSize
+		}
+		c := chunkPool.Get().(*[chunkSize]byte)
+		copy(c[:n], data[:n])
+		b.segs = append(b.segs, segment{})
+		copy(b.segs[i+1:], b.segs[i:])
+		b.segs[i] = segment{offset: offset, data: c[:n], chunk: c}
+		b.buffered += int(n)
+		data = data[n:]
+		offset += n
+	}
+	return grew
+}
+
+// readable reports how many contiguous bytes can be read now.
+func (b *recvBuffer) readable() bool {
+	return len(b.segs) > 0 && b.segs[0].offset == b.readOffset
+}
+
+// read copies contiguous data into p.
+func (b *recvBuffer) read(p []byte) int {
+	n := 0
+	for n < len(p) && len(b.segs) > 0 && b.segs[0].offset == b.readOffset {
+		s := &b.segs[0]
+		m := copy(p[n:], s.data)
+		n += m
+		b.readOffset += uint64(m)
+		b.buffered -= m
+		if m == len(s.data) {
+			chunkPool.Put(s.chunk)
+			// Shift down rather than reslice the front, so the
+			// backing array is reused and steady state allocates nothing.
+			copy(b.segs, b.segs[1:])
+			b.segs[len(b.segs)-1] = segment{}
+			b.segs = b.segs[:len(b.segs)-1]
+		} else {
+			s.data = s.data[m:]
+			s.offset += uint64(m)
+		}
+	}
+	return n
+}
+
+// release returns all chunks to the pool (stream reset or closed).
+func (b *recvBuffer) release() {
+	for i := range b.segs {
+		chunkPool.Put(b.segs[i].chunk)
+	}
+	b.segs = nil
+	b.buffered = 0
+}
