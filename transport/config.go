@@ -51,6 +51,16 @@ type Config struct {
 	// Suite is the AEAD the dialer proposes. Default: AES-256-GCM.
 	Suite Suite
 
+	// Datapath selects how packets move: "udp" (sockets with
+	// recvmmsg/sendmmsg, GSO/GRO), "xdp" (AF_XDP kernel bypass; an error
+	// naming the cause where it cannot work) or "auto" (default: AF_XDP when
+	// the probe says it works on the address's interface, else UDP with one
+	// log line saying why).
+	Datapath string
+	// Interface is the network interface for the xdp datapath. Default: the
+	// interface that owns the listen address.
+	Interface string
+
 	// MaxPacketSize is the largest UDP payload sent. Default and maximum:
 	// link.MaxPacketSize (1452).
 	MaxPacketSize int
@@ -128,6 +138,12 @@ func (c *Config) populate() (*Config, error) {
 	}
 	if cfg.Suite != SuiteAESGCM && cfg.Suite != SuiteChaCha20Poly1305 {
 		return nil, fmt.Errorf("config: unknown suite %d", cfg.Suite)
+	}
+	if cfg.Datapath == "" {
+		cfg.Datapath = "auto"
+	}
+	if cfg.Datapath != "auto" && cfg.Datapath != "udp" && cfg.Datapath != "xdp" {
+		return nil, fmt.Errorf("config: unknown datapath %q (want auto, udp or xdp)", cfg.Datapath)
 	}
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = link.MaxPacketSize

@@ -3,10 +3,65 @@ package transport
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 
+	"github.com/flightline/flightline/transport/link"
 	"github.com/flightline/flightline/transport/udplink"
+	"github.com/flightline/flightline/xdp"
 )
+
+// openLink picks and opens the datapath for ap according to c.Datapath.
+func openLink(ap netip.AddrPort, c *Config) (link.Link, error) {
+	if c.Datapath != "udp" {
+		ifname, err := interfaceFor(ap.Addr(), c.Interface)
+		if err == nil {
+			err = xdp.Probe(ifname)
+		}
+		if err == nil {
+			l, xerr := xdp.Listen(xdp.Config{Interface: ifname, Addr: ap, Logf: c.Logf})
+			if xerr == nil {
+				return l, nil
+			}
+			err = xerr
+		}
+		if c.Datapath == "xdp" {
+			return nil, fmt.Errorf("listen %v: datapath xdp: %w", ap, err)
+		}
+		c.Logf("flightline: datapath auto: using udp: %v", err)
+	}
+	l, err := udplink.Listen(ap, udplink.Config{Logf: c.Logf})
+	if err != nil {
+		return nil, fmt.Errorf("listen %v: %w", ap, err)
+	}
+	return l, nil
+}
+
+// interfaceFor returns the interface to run AF_XDP on for a local address.
+func interfaceFor(a netip.Addr, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if a.IsUnspecified() {
+		return "", fmt.Errorf("address %v is unspecified: set Interface to use AF_XDP", a)
+	}
+	if a.IsLoopback() {
+		return "", fmt.Errorf("address %v is on loopback", a)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, ad := range addrs {
+			if p, err := netip.ParsePrefix(ad.String()); err == nil && p.Addr() == a.Unmap() {
+				return ifc.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface has address %v", a)
+}
 
 // Listen opens a UDP endpoint on addr (for example "127.0.0.1:4242" or
 // "[::]:0") that accepts connections. cfg.PrivateKey is the identity peers
@@ -44,15 +99,15 @@ func open(addr string, cfg *Config, listening bool) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: parse address %q: %w", addr, err)
 	}
-	var logf func(string, ...any)
-	if cfg != nil {
-		logf = cfg.Logf
-	}
-	l, err := udplink.Listen(ap, udplink.Config{Logf: logf})
+	c, err := cfg.populate()
 	if err != nil {
-		return nil, fmt.Errorf("listen %v: %w", ap, err)
+		return nil, err
 	}
-	ep, err := NewEndpoint(l, cfg, listening)
+	l, err := openLink(ap, c)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := NewEndpoint(l, c, listening)
 	if err != nil {
 		l.Close()
 		return nil, err
