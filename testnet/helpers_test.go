@@ -1,8 +1,10 @@
 package testnet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -44,7 +46,7 @@ func addrPort(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAdd
 
 // echo answers every datagram on c until c is closed.
 func echo(c *net.UDPConn) {
-	buf := make([]byte, 2048)
+	buf := make([]byte, 65536)
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -57,14 +59,14 @@ func echo(c *net.UDPConn) {
 // roundTrip sends one datagram from c to dst and waits for it to come back.
 func roundTrip(t testing.TB, c *net.UDPConn, dst netip.AddrPort, payload []byte) time.Duration {
 	t.Helper()
-	buf := make([]byte, 2048)
+	buf := make([]byte, 65536)
 	start := time.Now()
 	_, err := c.WriteToUDPAddrPort(payload, dst)
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
 	n, _, err := c.ReadFromUDPAddrPort(buf)
 	require.NoError(t, err)
-	require.Equal(t, payload, buf[:n])
+	require.True(t, bytes.Equal(payload, buf[:n]), "echo of %d bytes came back as %d different bytes", len(payload), n)
 	return time.Since(start)
 }
 
@@ -161,3 +163,10 @@ func receiveSeq(c *net.UDPConn, n int, idle time.Duration) recvResult {
 		maxSeq = max(maxSeq, seq)
 	}
 }
+
+func unixSocket() (int, error) {
+	return unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+}
+func closeFD(fd int) { _ = unix.Close(fd) }
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)) }

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -222,8 +224,54 @@ func Setup(cfg Config) (_ *Network, err error) {
 		if err := n.hop.start(cfg); err != nil {
 			return nil, err
 		}
+		if err := waitUp(n.hop.ns, n.hop.ifname[:]...); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range []*Host{n.A, n.B} {
+		if err := waitUp(h.NS, h.Ifname); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
+}
+
+// waitUp waits until each interface in ns is operationally up and has its
+// real qdisc. Right after `link set up` a veth still has the noop qdisc until
+// linkwatch runs (asynchronously), and frames sent before that vanish.
+func waitUp(ns string, ifnames ...string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", ns, "-j", "link", "show").Output()
+		if err != nil {
+			return fmt.Errorf("ip -n %s link show: %w", ns, err)
+		}
+		var links []struct {
+			Ifname    string `json:"ifname"`
+			Operstate string `json:"operstate"`
+			Qdisc     string `json:"qdisc"`
+		}
+		if err := json.Unmarshal(out, &links); err != nil {
+			return fmt.Errorf("parse ip link output: %w", err)
+		}
+		ready := 0
+		var state []string
+		for _, l := range links {
+			if slices.Contains(ifnames, l.Ifname) {
+				state = append(state, l.Ifname+":"+l.Operstate+"/"+l.Qdisc)
+				if l.Operstate == "UP" && l.Qdisc != "noop" {
+					ready++
+				}
+			}
+		}
+		if ready == len(ifnames) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("interfaces in %s not up after 5s: %v", ns, state)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // configure sets addresses, static neighbours, link state and checksum
