@@ -161,19 +161,22 @@ func (n *neighbours) lookup(dst netip.Addr) (net.HardwareAddr, error) {
 		if int(nd.Ifindex) != n.ifindex || nd.State&usable == 0 {
 			continue
 		}
-		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-		if err != nil {
-			continue
-		}
 		var ip netip.Addr
 		var mac net.HardwareAddr
-		for _, a := range attrs {
-			switch a.Attr.Type {
-			case unix.NDA_DST:
-				ip, _ = netip.AddrFromSlice(a.Value)
-			case unix.NDA_LLADDR:
-				mac = net.HardwareAddr(append([]byte(nil), a.Value...))
+		// syscall.ParseNetlinkRouteAttr rejects neighbour messages, so walk
+		// the rtattrs here: {len u16, type u16, value, pad to 4}.
+		for b := m.Data[unix.SizeofNdMsg:]; len(b) >= 4; {
+			alen := int(binary.NativeEndian.Uint16(b[0:2]))
+			if alen < 4 || alen > len(b) {
+				break
 			}
+			switch binary.NativeEndian.Uint16(b[2:4]) {
+			case unix.NDA_DST:
+				ip, _ = netip.AddrFromSlice(b[4:alen])
+			case unix.NDA_LLADDR:
+				mac = net.HardwareAddr(append([]byte(nil), b[4:alen]...))
+			}
+			b = b[min((alen+3)&^3, len(b)):]
 		}
 		if ip == dst && len(mac) == 6 {
 			return mac, nil
