@@ -334,16 +334,23 @@ func (l *Link) receive(q int, msgs []link.Message) int {
 	if n == 0 {
 		return 0
 	}
-	fidx, fn := s.fill.Reserve(n)
-	if fn != n {
-		// The fill ring holds every RX frame, so this cannot happen while
-		// the kernel keeps to its side of the rings.
-		panic(fmt.Sprintf("xdp: fill ring has %d free slots for %d frames", fn, n))
+	// The fill ring has room for twice the RX frames, so fn == n unless the
+	// kernel misbehaves; then the rest wait in rxSpare for a later pass.
+	fidx, fn := s.fill.Reserve(n + uint32(len(s.rxSpare)))
+	filled := uint32(0)
+	for ; filled < fn && len(s.rxSpare) > 0; filled++ {
+		s.fill.Set(fidx+filled, s.rxSpare[len(s.rxSpare)-1])
+		s.rxSpare = s.rxSpare[:len(s.rxSpare)-1]
 	}
 	delivered := 0
 	for i := range n {
 		d := s.rx.Desc(idx + i)
-		s.fill.Set(fidx+i, d.Addr&^uint64(s.umem.frameSize-1))
+		if base := d.Addr &^ uint64(s.umem.frameSize-1); filled < fn {
+			s.fill.Set(fidx+filled, base)
+			filled++
+		} else {
+			s.rxSpare = append(s.rxSpare, base)
+		}
 		frame := s.umem.frame(d.Addr, d.Len)
 		if frame == nil {
 			c.drops[dropBadHeader].Add(1)
@@ -367,7 +374,7 @@ func (l *Link) receive(q int, msgs []link.Message) int {
 		delivered++
 	}
 	s.rx.Release(n)
-	s.fill.Submit(n)
+	s.fill.Submit(filled)
 	c.rx.Add(uint64(delivered))
 	return delivered
 }

@@ -15,8 +15,9 @@ import (
 // frameSize bytes, mmap'd outside the Go heap (the kernel pins it) and
 // registered with XDP_UMEM_REG.
 //
-// The first half of the frames circulates fill → RX → fill and never
-// touches the free list. The second half is the TX pool: free holds the
+// The first half of the frames circulates fill → RX → fill and touches
+// the free list only in the defensive path where the fill ring is short of
+// slots (see Link.receive). The second half is the TX pool: free holds the
 // addresses not currently in the TX or completion ring, used as a LIFO so
 // recently used (cache-warm) frames go out first. free is owned by the TX
 // path (WriteBatch), which is serialised by Link.txMu.
@@ -69,6 +70,7 @@ type socket struct {
 	rx       *ring.RX
 	tx       *ring.TX
 	maps     [][]byte // ring mappings, unmapped on close
+	rxSpare  []uint64 // RX frames waiting for fill ring space (reader-owned)
 	zeroCopy bool
 }
 
@@ -140,18 +142,23 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 		return nil, fmt.Errorf("register umem (%d x %d B): %w", cfg.numFrames, cfg.frameSize, err)
 	}
 
-	// Half the frames receive, half transmit; each ring holds exactly its
-	// half, so the fill ring can always take back every RX frame.
+	// Half the frames receive, half transmit. The RX, TX and completion
+	// rings hold exactly their half. The fill ring is twice as large: the
+	// kernel publishes its fill consumer index lazily (only when its cached
+	// batch runs dry, see xskq_cons_peek in net/xdp/xsk_queue.h), so up to
+	// half the frames may already sit in RX or in our hands while still
+	// counting as occupied fill slots.
 	half := cfg.numFrames / 2
 	for _, o := range []struct {
 		opt  int
 		name string
+		size uint32
 	}{
-		{unix.XDP_UMEM_FILL_RING, "fill"}, {unix.XDP_UMEM_COMPLETION_RING, "completion"},
-		{unix.XDP_RX_RING, "rx"}, {unix.XDP_TX_RING, "tx"},
+		{unix.XDP_UMEM_FILL_RING, "fill", cfg.numFrames}, {unix.XDP_UMEM_COMPLETION_RING, "completion", half},
+		{unix.XDP_RX_RING, "rx", half}, {unix.XDP_TX_RING, "tx", half},
 	} {
-		if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, o.opt, int(half)); err != nil {
-			return nil, fmt.Errorf("size %s ring to %d: %w", o.name, half, err)
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, o.opt, int(o.size)); err != nil {
+			return nil, fmt.Errorf("size %s ring to %d: %w", o.name, o.size, err)
 		}
 	}
 	var off unix.XDPMmapOffsets
@@ -162,8 +169,8 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 	if n != unsafe.Sizeof(off) {
 		return nil, fmt.Errorf("get ring offsets: %d bytes, want %d (kernel older than 5.4)", n, unsafe.Sizeof(off))
 	}
-	mapRing := func(ro unix.XDPRingOffset, pgoff int64, entry int) ([]byte, ring.Offsets, error) {
-		length := int(ro.Desc) + int(half)*entry
+	mapRing := func(ro unix.XDPRingOffset, pgoff int64, entry int, n uint32) ([]byte, ring.Offsets, error) {
+		length := int(ro.Desc) + int(n)*entry
 		m, err := unix.Mmap(s.fd, pgoff, length, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if err != nil {
 			return nil, ring.Offsets{}, err
@@ -172,28 +179,28 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 		undo.push(func() error { return unix.Munmap(m) })
 		return m, ring.Offsets{Producer: ro.Producer, Consumer: ro.Consumer, Desc: ro.Desc, Flags: ro.Flags}, nil
 	}
-	m, ro, err := mapRing(off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, ring.AddrSize)
+	m, ro, err := mapRing(off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, ring.AddrSize, cfg.numFrames)
 	if err == nil {
-		s.fill, err = ring.NewFill(m, ro, half)
+		s.fill, err = ring.NewFill(m, ro, cfg.numFrames)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map fill ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, ring.AddrSize)
+	m, ro, err = mapRing(off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, ring.AddrSize, half)
 	if err == nil {
 		s.comp, err = ring.NewCompletion(m, ro, half)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map completion ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Rx, unix.XDP_PGOFF_RX_RING, ring.DescSize)
+	m, ro, err = mapRing(off.Rx, unix.XDP_PGOFF_RX_RING, ring.DescSize, half)
 	if err == nil {
 		s.rx, err = ring.NewRX(m, ro, half)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map rx ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Tx, unix.XDP_PGOFF_TX_RING, ring.DescSize)
+	m, ro, err = mapRing(off.Tx, unix.XDP_PGOFF_TX_RING, ring.DescSize, half)
 	if err == nil {
 		s.tx, err = ring.NewTX(m, ro, half)
 	}
@@ -203,7 +210,7 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 
 	// Frames [0, half) go on the fill ring, [half, numFrames) are the TX pool.
 	idx, got := s.fill.Reserve(half)
-	if got != half {
+	if got < half {
 		return nil, fmt.Errorf("fill ring: only %d of %d slots free", got, half)
 	}
 	for i := range half {
