@@ -269,6 +269,7 @@ func TestTakeOldestNewest(t *testing.T) {
 	eq(t, fmt.Sprint(resendPNs(rs)), "[0 1 2]", "oldest")
 	eq(t, len(ab), 0, "abandoned")
 	rs, arena, ab = l.TakeOldest(2, 5, rs[:0], arena[:0], ab)
+	eq(t, len(ab), 0, "abandoned")
 	eq(t, fmt.Sprint(resendPNs(rs)), "[3 4]", "oldest skips handed out")
 	rs, _ = l.TakeNewest(rs[:0], arena[:0])
 	eq(t, fmt.Sprint(resendPNs(rs)), "[9]", "newest")
