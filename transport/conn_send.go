@@ -185,7 +185,12 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 				st.resendQ, st.resendArena = c.ledger.TakeNewest(st.resendQ, st.resendArena)
 				c.stats.tlps.Add(1)
 			} else {
-				st.resendQ, st.resendArena, st.abandoned = c.ledger.TakeOldest(rtoProbePackets, c.cfg.MaxRetransmits+1, st.resendQ, st.resendArena, st.abandoned[:0])
+				// An RTO means no ACK progress for a whole timeout: every
+				// tracked packet is presumed lost and resent (paced, at the
+				// collapsed rate), so each RTO counts one retransmission
+				// against every packet and a dead path reaches the limit
+				// after MaxRetransmits backed-off timeouts.
+				st.resendQ, st.resendArena, st.abandoned = c.ledger.TakeOldest(max(c.ledger.Len(), rtoProbePackets), c.cfg.MaxRetransmits+1, st.resendQ, st.resendArena, st.abandoned[:0])
 				st.ptoBackoff++
 				c.cc.OnRTO(now)
 				c.stats.rtos.Add(1)
