@@ -84,14 +84,12 @@ type sendState struct {
 	abandoned   []flight.Abandoned
 	retryQ      []unsent
 
-	pacingAt      monotime.Time
-	lossTime      monotime.Time
-	lastProgress  uint64 // ackProgress seen at the last loss detection
-	ptoBackoff    int
-	tlpDone       bool
-	lastEliciting monotime.Time
-	retryAt       monotime.Time
-	closeSent     bool
+	pacingAt     monotime.Time
+	lossTime     monotime.Time
+	lastProgress uint64 // ackProgress seen at the last loss detection
+	probe        probeTimer
+	retryAt      monotime.Time
+	closeSent    bool
 }
 
 func (c *Conn) newSendState() *sendState {
@@ -147,6 +145,12 @@ func (c *Conn) pto() time.Duration {
 	return c.rtt.PTO(c.cfg.MaxAckDelay)
 }
 
+func (c *Conn) ptoFor(int) time.Duration { return c.pto() }
+
+func (c *Conn) rtoFor(backoff int) time.Duration {
+	return c.rtt.RTO(c.cfg.MinRTO, c.cfg.MaxRTO, backoff)
+}
+
 // windowWaitTimeout scales the window-wait abort with the path's RTT.
 func (c *Conn) windowWaitTimeout() time.Duration {
 	return max(c.cfg.WindowWaitTimeout, windowWaitPTOs*c.pto())
@@ -162,8 +166,7 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 	progress := c.ackProgress.Load()
 	if progress != st.lastProgress {
 		st.lastProgress = progress
-		st.ptoBackoff = 0
-		st.tlpDone = false
+		st.probe.onAckProgress()
 		c.detectLost(now, st)
 	} else if st.lossTime != 0 && now >= st.lossTime {
 		c.detectLost(now, st)
@@ -171,38 +174,28 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 	// Probe timeout: first a tail-loss probe (the newest packet, no
 	// backoff, once per flight), then RTOs (oldest packets, exponential
 	// backoff, controller collapse).
-	if c.ledger.Len() > 0 && st.lastEliciting != 0 && len(st.resendQ) == 0 {
-		var deadline monotime.Time
-		if !st.tlpDone {
-			deadline = st.lastEliciting.Add(c.pto())
-		} else {
-			deadline = st.lastEliciting.Add(c.rtt.RTO(c.cfg.MinRTO, c.cfg.MaxRTO, st.ptoBackoff))
+	if len(st.resendQ) == 0 {
+		before := len(st.resendQ)
+		switch st.probe.fire(now, c.ledger.Len() > 0, c.ptoFor, c.rtoFor) {
+		case probeTLP:
+			st.resendQ, st.resendArena = c.ledger.TakeNewest(st.resendQ, st.resendArena)
+			c.stats.tlps.Add(1)
+		case probeRTO:
+			// An RTO means no ACK progress for a whole timeout: every
+			// tracked packet is presumed lost and resent (paced, at the
+			// collapsed rate), so each RTO counts one retransmission
+			// against every packet and a dead path reaches the limit
+			// after MaxRetransmits backed-off timeouts.
+			st.resendQ, st.resendArena, st.abandoned = c.ledger.TakeOldest(max(c.ledger.Len(), rtoProbePackets), c.cfg.MaxRetransmits+1, st.resendQ, st.resendArena, st.abandoned[:0])
+			c.cc.OnRTO(now)
+			c.stats.rtos.Add(1)
+			c.handleAbandoned(st)
 		}
-		if now >= deadline {
-			before := len(st.resendQ)
-			if !st.tlpDone {
-				st.tlpDone = true
-				st.resendQ, st.resendArena = c.ledger.TakeNewest(st.resendQ, st.resendArena)
-				c.stats.tlps.Add(1)
-			} else {
-				// An RTO means no ACK progress for a whole timeout: every
-				// tracked packet is presumed lost and resent (paced, at the
-				// collapsed rate), so each RTO counts one retransmission
-				// against every packet and a dead path reaches the limit
-				// after MaxRetransmits backed-off timeouts.
-				st.resendQ, st.resendArena, st.abandoned = c.ledger.TakeOldest(max(c.ledger.Len(), rtoProbePackets), c.cfg.MaxRetransmits+1, st.resendQ, st.resendArena, st.abandoned[:0])
-				st.ptoBackoff++
-				c.cc.OnRTO(now)
-				c.stats.rtos.Add(1)
-				c.handleAbandoned(st)
-			}
-			if len(st.resendQ) == before {
-				// Everything is already queued for resend; probe instead.
-				c.ctrlMu.Lock()
-				c.ctrl.ping = true
-				c.ctrlMu.Unlock()
-			}
-			st.lastEliciting = now
+		if st.probe.lastSent == now && len(st.resendQ) == before && c.ledger.Len() > 0 {
+			// Everything is already queued for resend; probe instead.
+			c.ctrlMu.Lock()
+			c.ctrl.ping = true
+			c.ctrlMu.Unlock()
 		}
 	}
 	if ka := c.cfg.KeepAlive; ka > 0 && now.Sub(monotime.Time(c.lastSent.Load())) > ka {
@@ -293,13 +286,7 @@ func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
 		}
 	}
 	consider(st.lossTime)
-	if c.ledger.Len() > 0 && st.lastEliciting != 0 {
-		if !st.tlpDone {
-			consider(st.lastEliciting.Add(c.pto()))
-		} else {
-			consider(st.lastEliciting.Add(c.rtt.RTO(c.cfg.MinRTO, c.cfg.MaxRTO, st.ptoBackoff)))
-		}
-	}
+	consider(st.probe.deadline(c.ledger.Len() > 0, c.ptoFor, c.rtoFor))
 	if ka := c.cfg.KeepAlive; ka > 0 {
 		consider(monotime.Time(c.lastSent.Load()).Add(ka + time.Millisecond))
 	}
@@ -576,7 +563,7 @@ func (c *Conn) onSent(now monotime.Time, st *sendState, p *outPacket) {
 	case kindUntracked:
 		return
 	}
-	st.lastEliciting = now
+	st.probe.onSent(now)
 	c.cc.OnSent(now, p.n, c.ledger.Flight())
 }
 

@@ -102,7 +102,7 @@ func (m *mutexLedger) OnAck(ranges []Range, out []Acked) []Acked {
 }
 
 // BenchmarkTracker: sender goroutines Charge+Track packets with atomically
-// allocated PNs while one ACK goroutine acknowledges, in ranges of up to 32,
+// allocated PNs (in blocks of pnBlock) while one ACK goroutine acknowledges, in ranges of up to 32,
 // every prefix of PNs that has been tracked. At most window packets are in
 // flight. Reports packets/s; b.N is the number of packets.
 func BenchmarkTracker(b *testing.B) {
@@ -126,6 +126,7 @@ func runTrackerBench(b *testing.B, tgt benchTarget, senders int) {
 	const (
 		window  = 4096
 		ackSpan = 32
+		pnBlock = 16
 		size    = 1200
 	)
 	var published [window]atomic.Uint64 // pn+1 once pn is tracked
@@ -142,8 +143,12 @@ func runTrackerBench(b *testing.B, tgt benchTarget, senders int) {
 	var wg sync.WaitGroup
 	for g := 0; g < senders; g++ {
 		wg.Go(func() {
+			var pn, end uint64
 			for {
-				pn := nextPN.Add(1) - 1
+				if pn == end { // allocate PNs in blocks: less harness contention
+					end = nextPN.Add(pnBlock)
+					pn = end - pnBlock
+				}
 				if pn >= total {
 					return
 				}
@@ -159,6 +164,7 @@ func runTrackerBench(b *testing.B, tgt benchTarget, senders int) {
 				tgt.Charge(size)
 				tgt.Track(Sent{PN: pn, Stream: StreamID(g), Size: size, SentAt: 1, Payload: payload})
 				published[pn%window].Store(pn + 1)
+				pn++
 			}
 		})
 	}
@@ -186,4 +192,30 @@ func runTrackerBench(b *testing.B, tgt benchTarget, senders int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// BenchmarkSerial measures the per-packet cost of Charge+Track+OnAck on one
+// goroutine (no contention): the bookkeeping price of the sharded design.
+func BenchmarkSerial(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		tgt  benchTarget
+	}{{"sharded", newLedger(Config{})}, {"mutex", newMutexLedger()}} {
+		b.Run(v.name, func(b *testing.B) {
+			payload := make([]byte, 1200)
+			out := make([]Acked, 0, 32)
+			ranges := make([]Range, 1)
+			b.ReportAllocs()
+			var pn uint64
+			for i := 0; i < b.N; i++ {
+				v.tgt.Charge(1200)
+				v.tgt.Track(Sent{PN: pn, Stream: StreamID(pn & 3), Size: 1200, Payload: payload})
+				pn++
+				if pn%32 == 0 {
+					ranges[0] = Range{pn - 32, pn - 1}
+					out = v.tgt.OnAck(ranges, out[:0])
+				}
+			}
+		})
+	}
 }
