@@ -230,7 +230,7 @@ func (c *Conn) detectLost(now monotime.Time, st *sendState) {
 		var newest monotime.Time
 		for i := range lost {
 			bytes += lost[i].Size
-			newest = max(newest, now.Add(-lossDelay)) // FIXME: use lost[i].SentAt once the ledger reports it
+			newest = max(newest, lost[i].SentAt)
 		}
 		c.stats.packetsLost.Add(uint64(len(lost)))
 		c.cc.OnLoss(now, bytes, newest, c.ledger.Flight())

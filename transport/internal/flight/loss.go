@@ -23,7 +23,7 @@ func handOutLocked(r *record, resend []Resend, arena []byte) ([]Resend, []byte) 
 	arena = append(arena, r.buf...)
 	end := len(arena)
 	return append(resend, Resend{
-		PN: r.pn, Stream: r.stream, Size: r.size, Sends: r.sends,
+		PN: r.pn, Stream: r.stream, Size: r.size, Sends: r.sends, SentAt: r.sentAt,
 		Payload: arena[start:end:end],
 	}), arena
 }

@@ -51,6 +51,7 @@ type Resend struct {
 	Stream  StreamID
 	Size    int
 	Sends   int
+	SentAt  monotime.Time // last send of the record: recovery-episode checks in congestion control
 	Payload []byte
 }
 
