@@ -11,6 +11,7 @@ import (
 	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/handshake"
 	"github.com/flightline/flightline/transport/internal/monotime"
+	"github.com/flightline/flightline/transport/link"
 )
 
 // Conn is an authenticated, encrypted connection carrying many streams and
@@ -157,8 +158,10 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 			Strict: cfg.CheckInvariants,
 			Logf:   cfg.Logf,
 		}),
-		rtt:              congestion.NewRTT(0),
-		pacer:            congestion.NewPacer(0),
+		rtt: congestion.NewRTT(0),
+		// A burst of a full send batch lets one sendmmsg carry one GSO
+		// super-datagram; the pacer still spaces the bursts at the rate.
+		pacer:            congestion.NewPacer(link.IdealBatchSize * cfg.MaxPacketSize),
 		inSched:          make(map[*Stream]bool),
 		streams:          make(map[uint64]*Stream),
 		acceptQ:          make(chan *Stream, cfg.MaxStreams),

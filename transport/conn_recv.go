@@ -86,7 +86,8 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	if from != c.RemoteAddr() {
 		// Authenticated packet from a new address: the peer moved (NAT
 		// rebinding). Connection IDs, not addresses, identify the connection.
-		c.peerAddr.Store(&from)
+		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
+		c.peerAddr.Store(&addr)
 	}
 
 	rs.parser.Reset(plain)
