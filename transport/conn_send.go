@@ -434,8 +434,14 @@ func (c *Conn) appendStreamData(now monotime.Time, st *sendState, p *outPacket, 
 		c.active = c.active[:len(c.active)-1]
 		c.schedMu.Unlock()
 
-		maxData := room - wire.StreamOverhead(s.id, 1<<62-1, room)
-		off, n, fin, more, _ := s.takeSendData(st.scratch[:maxData], credit)
+		// Copy the data straight from the stream buffer into the packet,
+		// behind room for the largest header it could need; then write the
+		// header right in front of the data and pad any gap (PADDING frames
+		// are zero bytes the parser skips). One copy instead of two.
+		free := room - len(plain)
+		hdrMax := wire.StreamOverhead(s.id, s.peekSendOffset(), free)
+		dataAt := len(plain) + hdrMax
+		off, n, fin, more, _ := s.takeSendData(p.plain[dataAt:dataAt+free-hdrMax], credit)
 		c.schedMu.Lock()
 		if more {
 			c.active = append(c.active, s)
@@ -452,7 +458,12 @@ func (c *Conn) appendStreamData(now monotime.Time, st *sendState, p *outPacket, 
 		s.blockedSince.Store(0)
 		c.sentData.Add(uint64(n))
 		p.stream, p.s = s.id, s
-		return wire.AppendStream(plain, s.id, off, st.scratch[:n], fin)
+		var hdrBuf [24]byte
+		hdr := wire.AppendStreamHeader(hdrBuf[:0], s.id, off, n, fin)
+		start := dataAt - len(hdr)
+		clear(p.plain[len(plain):start])
+		copy(p.plain[start:], hdr)
+		return p.plain[:dataAt+n]
 	}
 }
 

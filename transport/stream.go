@@ -387,6 +387,14 @@ func (s *Stream) takeSendData(dst []byte, connCredit uint64) (offset uint64, n i
 	return offset, n, fin, more, blocked
 }
 
+// peekSendOffset is the offset the next takeSendData starts at. Only the
+// send loop takes data, so it stays valid until that call.
+func (s *Stream) peekSendOffset() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sendOffset
+}
+
 // hasSendWork reports whether the stream has data or a FIN to send.
 func (s *Stream) hasSendWork() bool {
 	s.mu.Lock()

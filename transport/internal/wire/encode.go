@@ -79,6 +79,14 @@ func panicAckRange(i int, r AckRange) {
 // It always writes the LEN field, so the frame can be followed by others, and
 // writes OFF only when offset > 0. offset+len(data) must not exceed MaxVarint.
 func AppendStream(b []byte, id, offset uint64, data []byte, fin bool) []byte {
+	return append(AppendStreamHeader(b, id, offset, len(data), fin), data...)
+}
+
+// AppendStreamHeader appends the STREAM frame header for dataLen bytes
+// without the data, so a sender can place the data first (straight from its
+// stream buffer) and the header in front of it. It writes exactly
+// StreamOverhead(id, offset, dataLen) bytes.
+func AppendStreamHeader(b []byte, id, offset uint64, dataLen int, fin bool) []byte {
 	t := byte(FrameStream) | streamLenBit
 	if offset > 0 {
 		t |= streamOffBit
@@ -91,8 +99,7 @@ func AppendStream(b []byte, id, offset uint64, data []byte, fin bool) []byte {
 	if offset > 0 {
 		b = AppendVarint(b, offset)
 	}
-	b = AppendVarint(b, uint64(len(data)))
-	return append(b, data...)
+	return AppendVarint(b, uint64(dataLen))
 }
 
 // StreamOverhead returns the bytes AppendStream writes before the data, so a
