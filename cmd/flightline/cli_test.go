@@ -78,8 +78,14 @@ func TestDemoInProcess(t *testing.T) {
 	require.Positive(t, rep.GoodputMBps)
 
 	// The text form says where it ran and that digests matched.
-	code, out, errs = runCmd(t, ctx, "demo", "--size", "1MiB", "--netns", "off")
+	cpu, mem := filepath.Join(t.TempDir(), "cpu.pprof"), filepath.Join(t.TempDir(), "mem.pprof")
+	code, out, errs = runCmd(t, ctx, "demo", "--size", "1MiB", "--netns", "off", "--cpuprofile", cpu, "--memprofile", mem)
 	require.Equal(t, 0, code, "stderr: %s", errs)
+	for _, p := range []string{cpu, mem} {
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		require.Positive(t, st.Size(), p)
+	}
 	require.Contains(t, out, "where: loopback (--netns off)")
 	require.Contains(t, out, "sha256: match (4/4")
 	require.Contains(t, out, "datapath: sender udp")

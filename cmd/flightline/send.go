@@ -252,8 +252,8 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "sent %d files, %d bytes in %v: %.1f MB/s (%.2f Gbit/s), handshake %v, rtt %v, retransmits %d, lost %d, datapath %s\n",
-			len(files)-len(failed), sum.Bytes, roundDur(elapsed), sum.GoodputMBps, sum.GoodputGbps,
+		fmt.Fprintf(e.stdout, "sent %s, %d bytes in %v: %.1f MB/s (%.2f Gbit/s), handshake %v, rtt %v, retransmits %d, lost %d, datapath %s\n",
+			plural(len(files)-len(failed), "file"), sum.Bytes, roundDur(elapsed), sum.GoodputMBps, sum.GoodputGbps,
 			roundDur(handshake), roundDur(st.SmoothedRTT), st.PacketsRetransmitted, st.PacketsLost, st.Datapath)
 	}
 	switch len(failed) {
