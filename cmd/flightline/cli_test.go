@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightline/flightline/testnet"
 	"github.com/flightline/flightline/transport"
 	"github.com/stretchr/testify/require"
 )
@@ -296,4 +297,23 @@ func TestHelpExitsZero(t *testing.T) {
 	require.Empty(t, errs)
 	require.Contains(t, out, "usage: flightline send")
 	require.Contains(t, out, "-handshake-timeout")
+}
+
+// TestDemoNetns runs the demo on a veth pair in namespaces with the default
+// datapath selection (AF_XDP where it works). It needs root: skipped
+// otherwise, fatal under CI=true.
+func TestDemoNetns(t *testing.T) {
+	testnet.RequirePrivileged(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	code, out, errs := runCmd(t, ctx, "demo", "--size", "8MiB", "--netns", "on", "--json")
+	require.Equal(t, 0, code, "stderr: %s", errs)
+	var rep demoReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.True(t, rep.OK)
+	require.Equal(t, "netns", rep.Where)
+	require.Contains(t, []string{"udp", "xdp"}, rep.Datapath)
+	// The network is gone afterwards.
+	_, err := os.Stat(filepath.Join(netnsDir, rep.Network+"a"))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }

@@ -33,7 +33,7 @@ func (f *listenFlags) register(fset *flag.FlagSet) {
 	fset.StringVar(&f.iface, "interface", "", "network `interface` for AF_XDP (default: the one owning --addr)")
 	fset.BoolVar(&f.force, "force", false, "overwrite existing files")
 	f.maxSize = defaultMaxSize
-	fset.Var(&f.maxSize, "max-size", "refuse files larger than `size` (e.g. 10GiB; default 1TiB)")
+	fset.Var(&f.maxSize, "max-size", "refuse files larger than `size`")
 	fset.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, let running transfers finish for this long")
 }
 

@@ -77,7 +77,20 @@ func formatSize(n uint64) string {
 // sizeFlag is a flag.Value holding a byte count parsed by parseSize.
 type sizeFlag uint64
 
-func (s *sizeFlag) String() string { return strconv.FormatUint(uint64(*s), 10) }
+// String renders the value exactly, in the largest binary unit that divides
+// it, so flag defaults read "64MiB" rather than a long byte count.
+func (s *sizeFlag) String() string {
+	n := uint64(*s)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatUint(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(n, 10)
+}
 
 func (s *sizeFlag) Set(v string) error {
 	n, err := parseSize(v)

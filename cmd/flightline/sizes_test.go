@@ -66,6 +66,16 @@ func TestFormatSize(t *testing.T) {
 	require.Equal(t, "1.5 GiB", formatSize(3<<29))
 }
 
+func TestSizeFlagString(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0", 1000: "1000", 1 << 10: "1KiB", 64 << 20: "64MiB", 3 << 30: "3GiB", 1 << 40: "1TiB", 1536: "1536"} {
+		f := sizeFlag(n)
+		require.Equal(t, want, f.String())
+		var back sizeFlag
+		require.NoError(t, back.Set(f.String()))
+		require.Equal(t, f, back)
+	}
+}
+
 func TestParseRate(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -100,7 +100,12 @@ func runTestnetUp(ctx context.Context, args []string, e *env) error {
 	var f upFlags
 	fset := newFlagSet("testnet up", "[--loss P] [--delay D] [--jitter D] [--rate BITS] [--foreground] [flags]", e)
 	f.register(fset.FlagSet)
-	child := fset.Bool("detached-child", false, "internal: run as the detached keeper process")
+	// --detached-child (first argument, added by detachUp) marks the keeper
+	// process; it is not a user flag, so it is not in the FlagSet's help.
+	child := len(args) > 0 && args[0] == "--detached-child"
+	if child {
+		args = args[1:]
+	}
 	if err := fset.parse(args); err != nil {
 		return err
 	}
@@ -111,16 +116,16 @@ func runTestnetUp(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	if !f.foreground && !*child {
+	if !f.foreground && !child {
 		return detachUp(args, e, f.json)
 	}
 	var report io.Writer = e.stdout
-	if *child {
+	if child {
 		report = os.NewFile(readyFD, "ready")
 	}
 	n, err := testnet.Setup(cfg)
 	if err != nil {
-		if *child {
+		if child {
 			writeJSON(report, netInfo{Message: err.Error()})
 		}
 		return err
@@ -131,7 +136,7 @@ func runTestnetUp(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	defer os.Remove(filepath.Join(stateDir, n.ID+".pid"))
-	if *child {
+	if child {
 		writeJSON(report, info)
 		report.(*os.File).Close()
 	} else if f.json {
@@ -330,6 +335,10 @@ func runTestnetDown(args []string, e *env) error {
 		return usagef("%q is not a network id (%s followed by 4 hex digits)", id, testnet.Prefix)
 	}
 	pidFile := filepath.Join(stateDir, id+".pid")
+	_, pidErr := os.Stat(pidFile)
+	if pidErr != nil && !stillThere(id) {
+		return fmt.Errorf("no network %s", id)
+	}
 	if b, err := os.ReadFile(pidFile); err == nil {
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		if pid > 0 && isKeeper(pid) {
