@@ -191,7 +191,7 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 
 	// Receiver: hash and discard, and hand each result to the checker.
 	recvd := make(chan namedResult, f.streams)
-	srv := &server{ep: srvEP, rc: &receiver{maxSize: uint64(f.size)},
+	srv := &server{ep: srvEP, rc: &receiver{maxSize: uint64(f.size)}, stdout: e.stdout, stderr: e.stderr,
 		done: func(r result, err error) { recvd <- namedResult{r, err} }}
 	srvCtx, stopSrv := context.WithCancel(ctx)
 	srvDone := make(chan struct{})
