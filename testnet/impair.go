@@ -37,13 +37,13 @@ func (imp Impairment) validate() error {
 		}
 	}
 	if imp.Rate < 0 {
-		return fmt.Errorf("Rate %d is negative", imp.Rate)
+		return fmt.Errorf("rate %d is negative", imp.Rate)
 	}
 	if imp.Delay < 0 || imp.Jitter < 0 {
-		return fmt.Errorf("Delay %v / Jitter %v negative", imp.Delay, imp.Jitter)
+		return fmt.Errorf("delay %v or jitter %v is negative", imp.Delay, imp.Jitter)
 	}
 	if imp.Delay+imp.Jitter > maxDelay {
-		return fmt.Errorf("Delay+Jitter %v above %v", imp.Delay+imp.Jitter, maxDelay)
+		return fmt.Errorf("delay+jitter %v is above %v", imp.Delay+imp.Jitter, maxDelay)
 	}
 	return nil
 }

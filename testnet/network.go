@@ -236,9 +236,11 @@ func Setup(cfg Config) (_ *Network, err error) {
 	return n, nil
 }
 
-// waitUp waits until each interface in ns is operationally up and has its
-// real qdisc. Right after `link set up` a veth still has the noop qdisc until
-// linkwatch runs (asynchronously), and frames sent before that vanish.
+// waitUp waits until each interface in ns has carrier and its real qdisc.
+// A veth set up while its peer is down keeps the noop qdisc until linkwatch
+// handles the carrier-on event (asynchronously), and frames sent before that
+// vanish. Operstate is not waited for: linkwatch may update it up to a second
+// later, and nothing on the data path depends on it.
 func waitUp(ns string, ifnames ...string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -247,9 +249,10 @@ func waitUp(ns string, ifnames ...string) error {
 			return fmt.Errorf("ip -n %s link show: %w", ns, err)
 		}
 		var links []struct {
-			Ifname    string `json:"ifname"`
-			Operstate string `json:"operstate"`
-			Qdisc     string `json:"qdisc"`
+			Ifname    string   `json:"ifname"`
+			Flags     []string `json:"flags"`
+			Operstate string   `json:"operstate"`
+			Qdisc     string   `json:"qdisc"`
 		}
 		if err := json.Unmarshal(out, &links); err != nil {
 			return fmt.Errorf("parse ip link output: %w", err)
@@ -259,7 +262,7 @@ func waitUp(ns string, ifnames ...string) error {
 		for _, l := range links {
 			if slices.Contains(ifnames, l.Ifname) {
 				state = append(state, l.Ifname+":"+l.Operstate+"/"+l.Qdisc)
-				if l.Operstate == "UP" && l.Qdisc != "noop" {
+				if slices.Contains(l.Flags, "LOWER_UP") && l.Qdisc != "noop" {
 					ready++
 				}
 			}
