@@ -58,6 +58,14 @@ type Conn struct {
 	ackMu sync.Mutex
 	acks  ackState
 
+	// lastAck is the newest ACK frame's ranges, ackSeq counts ACK frames:
+	// an ACK can overtake the Track of the packets it acknowledges (they are
+	// tracked after the datapath send returns), so the send loop replays
+	// lastAck when ackSeq moved during its send.
+	lastAckMu sync.Mutex
+	lastAck   []flight.Range
+	ackSeq    atomic.Uint64
+
 	schedMu sync.Mutex
 	active  []*Stream        // round-robin queue of streams with something to send
 	inSched map[*Stream]bool // membership of active

@@ -193,7 +193,25 @@ func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
 	for _, r := range f.Ranges {
 		rs.ranges = append(rs.ranges, flight.Range{Smallest: r.Smallest, Largest: r.Largest})
 	}
-	rs.acked = c.ledger.OnAck(rs.ranges, rs.acked[:0])
+	// Publish the ranges before applying them: the send loop replays the
+	// latest ACK for packets it tracked after this ACK overtook them.
+	c.lastAckMu.Lock()
+	c.lastAck = append(c.lastAck[:0], rs.ranges...)
+	c.lastAckMu.Unlock()
+	c.ackSeq.Add(1)
+	rs.acked = c.applyAck(now, rs.ranges, rs.acked[:0], ackDelayDuration(f.AckDelay), true)
+	return nil
+}
+
+// applyAck removes acknowledged packets from the ledger (releasing their
+// flight bytes exactly once — a record already gone releases nothing),
+// feeds the RTT estimator (sample) and the controller, and wakes the send
+// loop: released window is usable at once. It runs on the receive loop for
+// every ACK frame and on the send loop when it replays an ACK that overtook
+// the tracking of the packets it acknowledges.
+func (c *Conn) applyAck(now monotime.Time, ranges []flight.Range, acked []flight.Acked, ackDelay time.Duration, sample bool) []flight.Acked {
+	largest := ranges[0].Largest
+	acked = c.ledger.OnAck(ranges, acked)
 	for {
 		cur := c.largestAcked.Load()
 		if (c.haveAcked.Load() && largest <= cur) || c.largestAcked.CompareAndSwap(cur, largest) {
@@ -201,21 +219,21 @@ func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
 		}
 	}
 	c.haveAcked.Store(true)
-	if len(rs.acked) == 0 {
-		return nil
+	if len(acked) == 0 {
+		return acked
 	}
 	bytes := 0
 	var largestSentAt monotime.Time
 	var lastStream flight.StreamID = flight.Control
 	var lastS *Stream
-	for i := range rs.acked {
-		a := &rs.acked[i]
+	for i := range acked {
+		a := &acked[i]
 		bytes += a.Size
 		largestSentAt = max(largestSentAt, a.SentAt)
-		if a.PN == largest {
+		if sample && a.PN == largest {
 			// Packet numbers are never reused, so the sample is unambiguous
 			// (Karn's problem does not arise): SentAt is this number's send.
-			c.rtt.Update(now.Sub(a.SentAt), ackDelayDuration(f.AckDelay), c.peerMaxAckDelay())
+			c.rtt.Update(now.Sub(a.SentAt), ackDelay, c.peerMaxAckDelay())
 		}
 		if a.Stream != flight.Control {
 			if a.Stream != lastStream {
@@ -231,7 +249,7 @@ func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
 	c.ackProgress.Add(1)
 	c.signalSend()
 	c.notifyGraceful()
-	return nil
+	return acked
 }
 
 func ackDelayDuration(micros uint64) time.Duration {
@@ -276,6 +294,11 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 		}
 	} else {
 		grew = s.recv.insert(f.Offset, f.Data)
+		if grew < uint64(len(f.Data)) && end <= s.recv.highest {
+			// Some or all of these bytes had already arrived: a spurious
+			// or duplicated retransmission.
+			c.stats.dupStreamBytes.Add(uint64(len(f.Data)) - grew)
+		}
 	}
 	if s.recv.readable() || (s.haveFinal && s.recv.readOffset == s.finalSize) {
 		s.readSig.broadcast()

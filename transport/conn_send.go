@@ -83,6 +83,8 @@ type sendState struct {
 	resendArena []byte
 	abandoned   []flight.Abandoned
 	retryQ      []unsent
+	replay      []flight.Range
+	replayAcked []flight.Acked
 
 	pacingAt     monotime.Time
 	lossTime     monotime.Time
@@ -530,6 +532,7 @@ func (c *Conn) flush(now monotime.Time, st *sendState, batch []outPacket) {
 	for i := range batch {
 		st.msgs[i] = link.Message{Buf: batch[i].wire[:batch[i].n], Addr: addr}
 	}
+	seq := c.ackSeq.Load()
 	sent, err := c.ep.writeBatch(st.msgs[:len(batch)])
 	if sent > 0 {
 		c.lastSent.Store(int64(now))
@@ -543,6 +546,20 @@ func (c *Conn) flush(now monotime.Time, st *sendState, batch []outPacket) {
 		c.onSendFailed(now, st, p, err, i == sent)
 	}
 	clear(st.msgs[:len(batch)])
+	if sent > 0 && c.ackSeq.Load() != seq {
+		// An ACK arrived while the batch was in the datapath and may have
+		// acknowledged packets that were not tracked yet (and so released
+		// nothing). Replay it now that they are; records already removed
+		// release nothing, so nothing is released twice. Without this the
+		// packets would look lost (below the largest acknowledged) and be
+		// retransmitted spuriously.
+		c.lastAckMu.Lock()
+		st.replay = append(st.replay[:0], c.lastAck...)
+		c.lastAckMu.Unlock()
+		if len(st.replay) > 0 {
+			st.replayAcked = c.applyAck(now, st.replay, st.replayAcked[:0], 0, false)
+		}
+	}
 }
 
 // onSent registers a packet that reached the datapath.
@@ -551,9 +568,13 @@ func (c *Conn) onSent(now monotime.Time, st *sendState, p *outPacket) {
 	c.stats.bytesSent.Add(uint64(p.n))
 	switch p.kind {
 	case kindNew:
+		if p.s != nil {
+			// Counted before Track: an ACK may remove the record as soon
+			// as it is tracked, and decrements must not run first.
+			p.s.outstanding.Add(1)
+		}
 		c.ledger.Track(flight.Sent{PN: p.pn, Stream: p.stream, Size: p.charged, SentAt: now, Payload: p.plain[:p.retx]})
 		if s := p.s; s != nil {
-			s.outstanding.Add(1)
 			// The stream may have been aborted while this packet was being
 			// built; its DropStream could not see a packet not yet tracked,
 			// so drop again now (idempotent; releases just this packet).

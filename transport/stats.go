@@ -20,6 +20,7 @@ type connStats struct {
 	dropMalformed, dropMessageQueue atomic.Uint64
 	protocolErrors, sendErrors      atomic.Uint64
 	refreshMisses                   atomic.Uint64
+	dupStreamBytes                  atomic.Uint64
 	abortReleasedBytes              atomic.Uint64
 	windowWaitAborts                atomic.Uint64
 	streamsOpened, streamsAccepted  atomic.Uint64
@@ -49,12 +50,15 @@ type Stats struct {
 	// Dropped packets, by reason. None of them changed connection state.
 	DroppedDuplicate, DroppedUndecryptable, DroppedMalformed, DroppedMessageQueue uint64
 
-	SendErrors         uint64
-	StreamsOpened      uint64
-	StreamsAccepted    uint64
-	WindowWaitAborts   uint64
-	AbortReleasedBytes uint64 // flight bytes released because their stream aborted
-	FlightUnderflows   uint64 // must stay 0: a release below zero is a bug
+	// DuplicateStreamBytes counts received stream bytes that had already
+	// arrived: the cost of spurious retransmissions and duplication.
+	DuplicateStreamBytes uint64
+	SendErrors           uint64
+	StreamsOpened        uint64
+	StreamsAccepted      uint64
+	WindowWaitAborts     uint64
+	AbortReleasedBytes   uint64 // flight bytes released because their stream aborted
+	FlightUnderflows     uint64 // must stay 0: a release below zero is a bug
 }
 
 // Stats returns a snapshot of the connection's counters and state.
@@ -88,6 +92,7 @@ func (c *Conn) Stats() Stats {
 		DroppedMalformed:     s.dropMalformed.Load(),
 		DroppedMessageQueue:  s.dropMessageQueue.Load(),
 		SendErrors:           s.sendErrors.Load(),
+		DuplicateStreamBytes: s.dupStreamBytes.Load(),
 		StreamsOpened:        s.streamsOpened.Load(),
 		StreamsAccepted:      s.streamsAccepted.Load(),
 		WindowWaitAborts:     s.windowWaitAborts.Load(),
