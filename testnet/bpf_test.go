@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 )
 
 // TestLossProgram runs the XDP loss program through BPF_PROG_TEST_RUN, with
@@ -77,4 +79,27 @@ func TestForwardProgram(t *testing.T) {
 	ret, err = prog.Run(&ebpf.RunOptions{Data: frame})
 	require.NoError(t, err)
 	require.Equal(t, uint32(tcShot), ret)
+}
+
+// TestUserXDPCoexists attaches a test's own XDP program to A's and B's
+// interfaces of an impaired network, as AF_XDP tests do: impairment lives in
+// M, so nothing is in the way.
+func TestUserXDPCoexists(t *testing.T) {
+	n := New(t, Config{AtoB: Impairment{Loss: 0.0001}})
+	for _, h := range []*Host{n.A, n.B} {
+		prog, err := loadProgram("fltn_userpass", ebpf.XDP, asm.Instructions{
+			asm.Mov.Imm(asm.R0, xdpPass), asm.Return(),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = prog.Close() })
+		require.NoError(t, h.Run(func() error {
+			l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: h.Ifindex, Flags: link.XDPDriverMode})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { _ = l.Close() })
+			return nil
+		}))
+	}
+	exchange(t, n)
 }
