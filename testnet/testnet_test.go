@@ -195,7 +195,7 @@ func TestDelay(t *testing.T) {
 	median := rtts[len(rtts)/2]
 	t.Logf("RTT min %v median %v max %v", rtts[0], median, rtts[len(rtts)-1])
 	require.True(t, rtts[0] >= 2*delay, "no echo faster than 2x delay")
-	require.True(t, median < 2*delay+5*time.Millisecond, "median RTT %v", median)
+	require.True(t, median < 2*delay+10*time.Millisecond, "median RTT %v", median) // slack for a loaded shared machine
 	st := n.Stats()
 	require.True(t, st.AtoB.Delayed >= 20 && st.BtoA.Delayed >= 20, "%+v", st)
 }
