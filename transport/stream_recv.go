@@ -24,7 +24,13 @@ type segment struct {
 // recvBuffer holds received but unread stream data, sorted by offset, with
 // overlaps trimmed on insert. It is guarded by the owning stream's mutex.
 type recvBuffer struct {
+	// segs[head:] are the live segments. Reading advances head instead of
+	// shifting the slice (a full window is thousands of segments, and
+	// shifting on every read was quadratic); the dead prefix is compacted
+	// away once it is half the slice, so the backing array is reused and
+	// steady state allocates nothing.
 	segs       []segment
+	head       int
 	readOffset uint64 // next byte the application reads
 	highest    uint64 // highest offset+len received
 	buffered   int    // bytes held (for stats and memory bounds)
@@ -50,8 +56,8 @@ func (b *recvBuffer) insert(offset uint64, data []byte) (grew uint64) {
 	}
 	for len(data) > 0 {
 		// Find the first segment ending after offset.
-		i := sort.Search(len(b.segs), func(i int) bool {
-			s := b.segs[i]
+		i := b.head + sort.Search(len(b.segs)-b.head, func(i int) bool {
+			s := b.segs[b.head+i]
 			return s.offset+uint64(len(s.data)) > offset
 		})
 		if i < len(b.segs) && b.segs[i].offset <= offset {
@@ -86,38 +92,42 @@ func (b *recvBuffer) insert(offset uint64, data []byte) (grew uint64) {
 
 // readable reports how many contiguous bytes can be read now.
 func (b *recvBuffer) readable() bool {
-	return len(b.segs) > 0 && b.segs[0].offset == b.readOffset
+	return b.head < len(b.segs) && b.segs[b.head].offset == b.readOffset
 }
 
 // read copies contiguous data into p.
 func (b *recvBuffer) read(p []byte) int {
 	n := 0
-	for n < len(p) && len(b.segs) > 0 && b.segs[0].offset == b.readOffset {
-		s := &b.segs[0]
+	for n < len(p) && b.head < len(b.segs) && b.segs[b.head].offset == b.readOffset {
+		s := &b.segs[b.head]
 		m := copy(p[n:], s.data)
 		n += m
 		b.readOffset += uint64(m)
 		b.buffered -= m
 		if m == len(s.data) {
 			chunkPool.Put(s.chunk)
-			// Shift down rather than reslice the front, so the
-			// backing array is reused and steady state allocates nothing.
-			copy(b.segs, b.segs[1:])
-			b.segs[len(b.segs)-1] = segment{}
-			b.segs = b.segs[:len(b.segs)-1]
+			*s = segment{}
+			b.head++
 		} else {
 			s.data = s.data[m:]
 			s.offset += uint64(m)
 		}
+	}
+	if b.head == len(b.segs) {
+		b.segs, b.head = b.segs[:0], 0
+	} else if b.head > len(b.segs)/2 {
+		k := copy(b.segs, b.segs[b.head:])
+		clear(b.segs[k:])
+		b.segs, b.head = b.segs[:k], 0
 	}
 	return n
 }
 
 // release returns all chunks to the pool (stream reset or closed).
 func (b *recvBuffer) release() {
-	for i := range b.segs {
+	for i := b.head; i < len(b.segs); i++ {
 		chunkPool.Put(b.segs[i].chunk)
 	}
-	b.segs = nil
+	b.segs, b.head = nil, 0
 	b.buffered = 0
 }
