@@ -162,4 +162,3 @@ func benchTransfer(b *testing.B, p *pair, streams int, size int64, pin bool) int
 	}
 	return total
 }
-
