@@ -7,8 +7,8 @@ import "github.com/flightline/flightline/transport/internal/monotime"
 // removed and the caller (the Ledger) releases them after every shard lock
 // has been dropped.
 //
-// Records are striped by PN over a power-of-two number of shards
-// (pn & (shards-1)). Each shard has its own mutex, PN index, PN-ordered list
+// Records are striped by PN over a power-of-two number of shards, in
+// blocks of 16 consecutive PNs ((pn>>4) & (shards-1)). Each shard has its own mutex, PN index, PN-ordered list
 // and per-stream lists, so senders tracking consecutive PNs rarely contend.
 //
 // Lock order: shards are always locked in ascending index. Operations on one
@@ -58,7 +58,14 @@ func NewTracker(cfg Config) *Tracker {
 	return t
 }
 
-func (t *Tracker) shardOf(pn uint64) int { return int(pn & t.mask) }
+// stripeShift sets the stripe width: 2^stripeShift consecutive PNs share a
+// shard. Striping by blocks rather than single PNs means an ACK range (which
+// covers consecutive PNs) touches a couple of shards instead of all of them,
+// and the sender (tracking the newest PNs) and the ACK processor (removing
+// older ones) usually work in different shards.
+const stripeShift = 4
+
+func (t *Tracker) shardOf(pn uint64) int { return int((pn >> stripeShift) & t.mask) }
 
 func (t *Tracker) fire(op hookOp, stage hookStage, shard int) {
 	if t.hook != nil {
