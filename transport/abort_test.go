@@ -265,13 +265,13 @@ func TestResendRaceWithAbort(t *testing.T) {
 	require.NoError(t, err)
 	var once sync.Once
 	fired := make(chan uint64, 1)
-	c.testHooks = &connTestHooks{beforeRefresh: func(oldPN uint64) {
+	c.testHooks.Store(&connTestHooks{beforeRefresh: func(oldPN uint64) {
 		once.Do(func() {
 			// Runs on the send loop, between the resend's send and Refresh.
 			s.CancelWrite(9)
 			fired <- oldPN
 		})
-	}}
+	}})
 	go s.Write(make([]byte, 32<<10))
 	select {
 	case <-fired:
@@ -280,7 +280,7 @@ func TestResendRaceWithAbort(t *testing.T) {
 	}
 	require.Zero(t, c.ledger.StreamBytes(s.ID()), "refresh resurrected a dropped record")
 	require.NotZero(t, c.stats.refreshMisses.Load(), "refresh after drop must report a miss")
-	c.testHooks = nil
+	c.testHooks.Store(nil)
 	requireConnUsable(t, p)
 	require.Zero(t, c.ledger.Underflows())
 }

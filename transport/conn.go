@@ -110,7 +110,7 @@ type Conn struct {
 	stats connStats
 
 	// testHooks lets tests interpose on the send loop deterministically.
-	testHooks *connTestHooks
+	testHooks atomic.Pointer[connTestHooks]
 }
 
 type connTestHooks struct {
@@ -333,6 +333,9 @@ func (c *Conn) schedule(s *Stream) {
 	if !c.inSched[s] {
 		c.inSched[s] = true
 		c.active = append(c.active, s)
+		// Time spent unscheduled (e.g. blocked by the peer's flow
+		// control) is not time waiting for congestion window.
+		s.blockedSince.Store(0)
 	}
 	c.schedMu.Unlock()
 	c.signalSend()

@@ -584,7 +584,7 @@ func (c *Conn) onSent(now monotime.Time, st *sendState, p *outPacket) {
 			}
 		}
 	case kindResend:
-		if h := c.testHooks; h != nil && h.beforeRefresh != nil {
+		if h := c.testHooks.Load(); h != nil && h.beforeRefresh != nil {
 			h.beforeRefresh(p.oldPN)
 		}
 		// Refresh never inserts: if an ACK, abandon or DropStream removed

@@ -395,11 +395,18 @@ func (s *Stream) peekSendOffset() uint64 {
 	return s.sendOffset
 }
 
-// hasSendWork reports whether the stream has data or a FIN to send.
+// hasSendWork reports whether the stream has data (within the peer's stream
+// window) or a bare FIN to send.
 func (s *Stream) hasSendWork() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sendErr == nil && !s.finSent && (len(s.sendBuf) > s.sendHead || s.finQueued) && s.sendOffset < s.maxSendData+1
+	if s.sendErr != nil || s.finSent {
+		return false
+	}
+	if len(s.sendBuf) > s.sendHead {
+		return s.sendOffset < s.maxSendData
+	}
+	return s.finQueued
 }
 
 // sendDone reports whether the send side is finished: FIN sent and every
