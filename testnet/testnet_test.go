@@ -25,11 +25,14 @@ func exchange(t *testing.T, n *Network) {
 		if v6 {
 			a, b = n.A.Addr6, n.B.Addr6
 		}
+		// One socket pair per direction: an echo goroutine owns its
+		// socket's reads, so the prober must not read the same socket.
 		ca, cb := listenUDP(t, n.A, a), listenUDP(t, n.B, b)
 		go echo(cb)
 		roundTrip(t, ca, addrPort(cb), []byte(fmt.Sprintf("hello v6=%v", v6)))
-		go echo(ca)
-		roundTrip(t, cb, addrPort(ca), []byte("and back"))
+		ra, rb := listenUDP(t, n.A, a), listenUDP(t, n.B, b)
+		go echo(ra)
+		roundTrip(t, rb, addrPort(ra), []byte("and back"))
 	}
 }
 
