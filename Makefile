@@ -1,7 +1,7 @@
 # flightline — see README.md. Every target installs what it needs when missing.
 GO      ?= go
 PKGS    := ./...
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := 2026.2.2
 
 .PHONY: all demo test test-short bench lint deps fuzz clean
 

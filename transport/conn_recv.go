@@ -25,12 +25,11 @@ type recvState struct {
 }
 
 var (
-	errFlowControl    = errors.New("flow control limit exceeded")
-	errStreamLimit    = errors.New("stream limit exceeded")
-	errFinalSize      = errors.New("final size changed")
-	errBadStream      = errors.New("frame for a stream that was never opened")
-	errAckUnsent      = errors.New("ACK for a packet never sent")
-	errProtoViolation = errors.New("protocol violation")
+	errFlowControl = errors.New("flow control limit exceeded")
+	errStreamLimit = errors.New("stream limit exceeded")
+	errFinalSize   = errors.New("final size changed")
+	errBadStream   = errors.New("frame for a stream that was never opened")
+	errAckUnsent   = errors.New("ACK for a packet never sent")
 )
 
 // handlePacket processes one datagram whose header names this connection.

@@ -40,7 +40,6 @@ type Endpoint struct {
 
 	rs       recvState // receive loop scratch
 	closed   chan struct{}
-	closeErr atomic.Pointer[error]
 	recvDone chan struct{}
 	once     sync.Once
 
@@ -49,7 +48,7 @@ type Endpoint struct {
 
 type endpointStats struct {
 	dropShort, dropUnknownConn, dropHandshake, dropNotListening atomic.Uint64
-	cookiesSent, handshakes, replayedInit                       atomic.Uint64
+	cookiesSent, handshakes                                     atomic.Uint64
 }
 
 // EndpointStats counts datagrams the endpoint dropped before any connection
