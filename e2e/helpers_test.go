@@ -26,9 +26,11 @@ const (
 	GiB = 1 << 30
 )
 
-// quick reports whether the reduced sizes apply (-short or
-// FLIGHTLINE_E2E_QUICK=1).
-func quick() bool { return testing.Short() || os.Getenv("FLIGHTLINE_E2E_QUICK") == "1" }
+// quick reports whether the reduced sizes apply: -short,
+// FLIGHTLINE_E2E_QUICK=1, or a -race build.
+func quick() bool {
+	return testing.Short() || os.Getenv("FLIGHTLINE_E2E_QUICK") == "1" || raceEnabled
+}
 
 // kind is how one side of a connection moves packets.
 type kind int
