@@ -26,10 +26,21 @@ const (
 	GiB = 1 << 30
 )
 
-// quick reports whether the reduced sizes apply: -short,
-// FLIGHTLINE_E2E_QUICK=1, or a -race build.
-func quick() bool {
-	return testing.Short() || os.Getenv("FLIGHTLINE_E2E_QUICK") == "1" || raceEnabled
+// quick reports whether the reduced sizes apply (-short or
+// FLIGHTLINE_E2E_QUICK=1).
+func quick() bool { return testing.Short() || os.Getenv("FLIGHTLINE_E2E_QUICK") == "1" }
+
+// sized picks a transfer size: full normally, quickSize under quick(), and
+// raceSize under -race, where the detector slows the data path several
+// times over and the whole package must stay under a minute.
+func sized(full, quickSize, raceSize int64) int64 {
+	switch {
+	case raceEnabled:
+		return raceSize
+	case quick():
+		return quickSize
+	}
+	return full
 }
 
 // kind is how one side of a connection moves packets.

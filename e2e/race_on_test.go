@@ -2,7 +2,5 @@
 
 package e2e
 
-// raceEnabled is true under -race, where the quick sizes apply: the race
-// detector slows the data path ~5-10x and the package must stay under a
-// minute there.
+// raceEnabled is true under -race, where sized picks its smallest sizes.
 const raceEnabled = true

@@ -28,10 +28,7 @@ func TestVethSoak(t *testing.T) {
 	var moved int64
 	for i, dp := range datapaths {
 		t.Run(dp.name, func(t *testing.T) {
-			total := int64(soakPerDatapath)
-			if quick() {
-				total = 32 * MiB
-			}
+			total := sized(soakPerDatapath, 32*MiB, 16*MiB)
 			goroutines, fds := runtime.NumGoroutine(), fdCount(t)
 			imp := func(seed uint64) testnet.Impairment {
 				return testnet.Impairment{Loss: 0.05, Reorder: 0.05, Duplicate: 0.05, Seed: seed}

@@ -24,10 +24,7 @@ func TestVethTransferLoss(t *testing.T) {
 			{0.05, 256 * MiB},
 		} {
 			t.Run(fmt.Sprintf("%s/loss=%g", dp.name, tc.loss), func(t *testing.T) {
-				total := tc.total
-				if quick() {
-					total = 32 * MiB
-				}
+				total := sized(tc.total, 32*MiB, 4*MiB)
 				imp := testnet.Impairment{Loss: tc.loss}
 				n := testnet.New(t, testnet.Config{AtoB: imp, BtoA: imp, Hop: true})
 				p := connect(t, n, dp, lossyConfig(t), lossyConfig(t))
