@@ -60,6 +60,9 @@ type Config struct {
 	// Interface is the network interface for the xdp datapath. Default: the
 	// interface that owns the listen address.
 	Interface string
+	// XDPMode is how the XDP program attaches for the xdp datapath: "auto"
+	// (default: native where the driver supports it), "native" or "generic".
+	XDPMode string
 
 	// MaxPacketSize is the largest UDP payload sent. Default and maximum:
 	// link.MaxPacketSize (1452).
@@ -144,6 +147,13 @@ func (c *Config) populate() (*Config, error) {
 	}
 	if cfg.Datapath != "auto" && cfg.Datapath != "udp" && cfg.Datapath != "xdp" {
 		return nil, fmt.Errorf("config: unknown datapath %q (want auto, udp or xdp)", cfg.Datapath)
+	}
+	switch cfg.XDPMode {
+	case "":
+		cfg.XDPMode = "auto"
+	case "auto", "native", "generic":
+	default:
+		return nil, fmt.Errorf("config: unknown XDP mode %q (want auto, native or generic)", cfg.XDPMode)
 	}
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = link.MaxPacketSize

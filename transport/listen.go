@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/flightline/flightline/bpf"
 	"github.com/flightline/flightline/transport/link"
 	"github.com/flightline/flightline/transport/udplink"
 	"github.com/flightline/flightline/xdp"
@@ -19,7 +20,7 @@ func openLink(ap netip.AddrPort, c *Config) (link.Link, error) {
 			err = xdp.Probe(ifname)
 		}
 		if err == nil {
-			l, xerr := xdp.Listen(xdp.Config{Interface: ifname, Addr: ap, Logf: c.Logf})
+			l, xerr := xdp.Listen(xdp.Config{Interface: ifname, Addr: ap, Mode: xdpMode(c.XDPMode), Logf: c.Logf})
 			if xerr == nil {
 				return l, nil
 			}
@@ -35,6 +36,16 @@ func openLink(ap netip.AddrPort, c *Config) (link.Link, error) {
 		return nil, fmt.Errorf("listen %v: %w", ap, err)
 	}
 	return l, nil
+}
+
+func xdpMode(s string) bpf.Mode {
+	switch s {
+	case "native":
+		return bpf.ModeNative
+	case "generic":
+		return bpf.ModeGeneric
+	}
+	return bpf.ModeAuto
 }
 
 // interfaceFor returns the interface to run AF_XDP on for a local address.
