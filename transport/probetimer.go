@@ -12,17 +12,24 @@ import (
 // After the last ack-eliciting send, with packets outstanding and no ACK
 // progress:
 //
-//	lastSent + PTO          → tail-loss probe: resend the newest packet, once
-//	                          per flight, no backoff (RFC 9002 §6.2 / TLP)
+//	lastSent + PTO·2^i      → tail-loss probe i (i < maxTLPs): resend the
+//	                          newest packet, window untouched (RFC 9002 §6.2)
 //	lastSent + RTO·2^k      → retransmission timeout k: resend every tracked
 //	                          packet, collapse the window, k++ (RFC 6298 §5.5)
+//
+// Two probes rather than one: on a lossy path the single probe (or its ACK)
+// is itself lost often enough that falling straight to a minimum-RTO stall
+// dominated transfer time; a second, backed-off probe costs one packet.
 //
 // Any ACK that acknowledges new packets resets both (onAckProgress).
 type probeTimer struct {
 	lastSent monotime.Time // last ack-eliciting send (0: none yet)
-	tlpDone  bool
-	backoff  int
+	tlps     int           // probes sent since the last ACK progress
+	backoff  int           // RTOs since the last ACK progress
 }
+
+// maxTLPs is how many tail-loss probes precede the first RTO.
+const maxTLPs = 2
 
 type probeAction uint8
 
@@ -37,8 +44,8 @@ func (p *probeTimer) deadline(outstanding bool, pto, rto func(backoff int) time.
 	if !outstanding || p.lastSent == 0 {
 		return 0
 	}
-	if !p.tlpDone {
-		return p.lastSent.Add(pto(0))
+	if p.tlps < maxTLPs {
+		return p.lastSent.Add(pto(0) << p.tlps)
 	}
 	return p.lastSent.Add(rto(p.backoff))
 }
@@ -51,8 +58,8 @@ func (p *probeTimer) fire(now monotime.Time, outstanding bool, pto, rto func(bac
 		return probeNone
 	}
 	p.lastSent = now
-	if !p.tlpDone {
-		p.tlpDone = true
+	if p.tlps < maxTLPs {
+		p.tlps++
 		return probeTLP
 	}
 	p.backoff++
@@ -62,6 +69,6 @@ func (p *probeTimer) fire(now monotime.Time, outstanding bool, pto, rto func(bac
 func (p *probeTimer) onSent(now monotime.Time) { p.lastSent = now }
 
 func (p *probeTimer) onAckProgress() {
-	p.tlpDone = false
+	p.tlps = 0
 	p.backoff = 0
 }

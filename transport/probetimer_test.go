@@ -8,8 +8,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The probe schedule on a fake clock: TLP after one PTO (once per flight, no
-// backoff), then RTOs with exponential backoff, all reset by ACK progress.
+// The probe schedule on a fake clock: two tail-loss probes (PTO, then 2·PTO;
+// window untouched), then RTOs with exponential backoff, all reset by ACK
+// progress.
 func TestProbeTimerSchedule(t *testing.T) {
 	pto := func(int) time.Duration { return 10 * time.Millisecond }
 	rto := func(b int) time.Duration { return (200 * time.Millisecond) << b }
@@ -24,7 +25,11 @@ func TestProbeTimerSchedule(t *testing.T) {
 	require.Equal(t, probeNone, p.fire(t0.Add(9*time.Millisecond), true, pto, rto))
 	now := t0.Add(10 * time.Millisecond)
 	require.Equal(t, probeTLP, p.fire(now, true, pto, rto))
-	// TLP does not back off; the next step is the first RTO, 200 ms after the probe.
+	// The second probe waits twice as long.
+	require.Equal(t, now.Add(20*time.Millisecond), p.deadline(true, pto, rto))
+	now = now.Add(20 * time.Millisecond)
+	require.Equal(t, probeTLP, p.fire(now, true, pto, rto))
+	// Then the first RTO, 200 ms after the last probe.
 	require.Equal(t, now.Add(200*time.Millisecond), p.deadline(true, pto, rto))
 	require.Equal(t, probeNone, p.fire(now.Add(199*time.Millisecond), true, pto, rto))
 	now = now.Add(200 * time.Millisecond)
@@ -34,15 +39,15 @@ func TestProbeTimerSchedule(t *testing.T) {
 	require.Equal(t, probeRTO, p.fire(now, true, pto, rto))
 	require.Equal(t, now.Add(800*time.Millisecond), p.deadline(true, pto, rto))
 
-	// ACK progress: a fresh flight gets a TLP first again, and no backoff.
+	// ACK progress: a fresh flight gets probes first again, and no backoff.
 	p.onAckProgress()
 	p.onSent(now)
 	require.Equal(t, now.Add(10*time.Millisecond), p.deadline(true, pto, rto))
 	require.Equal(t, probeTLP, p.fire(now.Add(10*time.Millisecond), true, pto, rto))
-	require.Equal(t, now.Add(210*time.Millisecond), p.deadline(true, pto, rto))
+	require.Equal(t, now.Add(30*time.Millisecond), p.deadline(true, pto, rto))
 }
 
-func TestProbeTimerOnlyOneTLPPerFlight(t *testing.T) {
+func TestProbeTimerProbesPerFlightBounded(t *testing.T) {
 	pto := func(int) time.Duration { return time.Millisecond }
 	rto := func(b int) time.Duration { return time.Second << b }
 	var p probeTimer
@@ -53,8 +58,8 @@ func TestProbeTimerOnlyOneTLPPerFlight(t *testing.T) {
 			tlps++
 		}
 	}
-	require.Equal(t, 1, tlps)
-	require.Equal(t, 3, p.backoff, "1 s, 2 s, 4 s RTOs fit in 10 s after the TLP")
+	require.Equal(t, maxTLPs, tlps, "probes per flight are bounded")
+	require.Equal(t, 3, p.backoff, "1 s, 2 s, 4 s RTOs fit in 10 s after the probes")
 }
 
 func TestAckStateRangesAndObligations(t *testing.T) {
