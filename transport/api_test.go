@@ -273,7 +273,15 @@ func TestGracefulCloseObservedByBoth(t *testing.T) {
 	rs, err := p.serverConn.AcceptStream(ctx)
 	require.NoError(t, err)
 	done := make(chan []byte)
-	go func() { b, _ := io.ReadAll(readerCtx{ctx, rs}); done <- b }()
+	go func() {
+		// Read slowly: the close must not destroy data already delivered.
+		time.Sleep(50 * time.Millisecond)
+		b, err := io.ReadAll(readerCtx{ctx, rs})
+		if err != nil {
+			t.Errorf("read after peer close: %v", err)
+		}
+		done <- b
+	}()
 	require.NoError(t, p.clientConn.Close()) // waits for the data to be acknowledged
 	require.Equal(t, data, <-done)
 	select {

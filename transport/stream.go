@@ -433,10 +433,13 @@ func (s *Stream) closeWithError(err error) {
 		s.sendErr = err
 		s.sendBuf, s.sendHead = nil, 0
 	}
-	if s.recvErr == nil && !s.readDone {
+	complete := s.haveFinal && uint64(s.recv.buffered) == s.finalSize-s.recv.readOffset
+	if s.recvErr == nil && !s.readDone && !complete {
 		s.recvErr = err
 		s.recv.release()
 	}
+	// A stream whose data all arrived (FIN and no gaps) stays readable to
+	// io.EOF: the peer's graceful close must not destroy delivered data.
 	s.writeSig.broadcast()
 	s.readSig.broadcast()
 	s.mu.Unlock()
