@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"github.com/stretchr/testify/require"
 	"testing"
 
 	"github.com/cilium/ebpf"

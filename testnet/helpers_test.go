@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/stretchr/testify/require"
 	"math/rand/v2"
 	"net"
 	"net/netip"

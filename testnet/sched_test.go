@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"encoding/binary"
+	"github.com/stretchr/testify/require"
 	"testing"
 	"time"
 )

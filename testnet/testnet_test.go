@@ -3,6 +3,7 @@ package testnet
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"net"
 	"net/netip"
 	"os"

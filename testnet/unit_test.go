@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"errors"
+	"github.com/stretchr/testify/require"
 	"math"
 	"testing"
 	"time"

@@ -1,6 +1,7 @@
 package udplink
 
 import (
+	"github.com/stretchr/testify/require"
 	"math/rand/v2"
 	"net/netip"
 	"testing"

@@ -3,6 +3,7 @@ package udplink
 import (
 	"errors"
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"math/rand/v2"
 	"net"
 	"net/netip"

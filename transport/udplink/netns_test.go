@@ -2,6 +2,7 @@ package udplink
 
 import (
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"os"
 	"os/exec"
 	"runtime"

@@ -2,6 +2,7 @@ package udplink
 
 import (
 	"encoding/binary"
+	"github.com/stretchr/testify/require"
 	"net/netip"
 	"testing"
 	"unsafe"

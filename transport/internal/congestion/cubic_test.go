@@ -1,6 +1,7 @@
 package congestion
 
 import (
+	"github.com/stretchr/testify/require"
 	"math"
 	"testing"
 	"time"

@@ -1,6 +1,7 @@
 package congestion
 
 import (
+	"github.com/stretchr/testify/require"
 	"math"
 	"math/rand/v2"
 	"testing"

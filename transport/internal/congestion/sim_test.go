@@ -2,6 +2,7 @@ package congestion
 
 import (
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"math"
 	"testing"
 	"time"

@@ -2,6 +2,7 @@ package congestion
 
 import (
 	"context"
+	"github.com/stretchr/testify/require"
 	"runtime"
 	"sync"
 	"sync/atomic"

@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"github.com/stretchr/testify/require"
 	"testing"
 )
 

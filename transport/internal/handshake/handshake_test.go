@@ -3,6 +3,7 @@ package handshake
 import (
 	"bytes"
 	"errors"
+	"github.com/stretchr/testify/require"
 	"net/netip"
 	"sync"
 	"sync/atomic"

@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"github.com/stretchr/testify/require"
 	"io"
 	"math/rand/v2"
 	"net/netip"

@@ -3,6 +3,7 @@ package handshake
 import (
 	"crypto/hmac"
 	"encoding/base64"
+	"github.com/stretchr/testify/require"
 	"testing"
 	"time"
 )
