@@ -313,21 +313,11 @@ func (e *Endpoint) handleInitiation(b []byte, from netip.AddrPort) {
 		e.writeOne(cookie, from)
 		return
 	}
-	pp, err := parseParams(res.Payload)
+	c, err := e.connFromHandshake(res, localID, from, false)
 	if err != nil {
 		e.stats.dropHandshake.Add(1)
 		return
 	}
-	c := newConn(e, connParams{
-		localID:    localID,
-		remoteID:   res.PeerConnID,
-		isClient:   false,
-		peerKey:    res.Peer,
-		suite:      res.Session.Suite,
-		session:    res.Session,
-		peer:       from,
-		peerParams: pp,
-	})
 	select {
 	case e.acceptQ <- c:
 	default:
@@ -341,6 +331,25 @@ func (e *Endpoint) handleInitiation(b []byte, from netip.AddrPort) {
 	e.stats.handshakes.Add(1)
 	c.start()
 	e.writeOne(resp, from)
+}
+
+// connFromHandshake builds the connection a completed handshake describes,
+// after capping the peer's transport parameters.
+func (e *Endpoint) connFromHandshake(res *handshake.Result, localID uint64, from netip.AddrPort, isClient bool) (*Conn, error) {
+	pp, err := parseParams(res.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(e, connParams{
+		localID:    localID,
+		remoteID:   res.PeerConnID,
+		isClient:   isClient,
+		peerKey:    res.Peer,
+		suite:      res.Session.Suite,
+		session:    res.Session,
+		peer:       from,
+		peerParams: pp,
+	}), nil
 }
 
 // --- initiator side ---
@@ -438,21 +447,11 @@ func (e *Endpoint) handleResponse(b []byte, from netip.AddrPort) {
 		e.stats.dropHandshake.Add(1)
 		return
 	}
-	pp, err := parseParams(res.Payload)
+	c, err := e.connFromHandshake(res, id, from, true)
 	if err != nil {
 		e.stats.dropHandshake.Add(1)
 		return
 	}
-	c := newConn(e, connParams{
-		localID:    id,
-		remoteID:   res.PeerConnID,
-		isClient:   true,
-		peerKey:    res.Peer,
-		suite:      res.Session.Suite,
-		session:    res.Session,
-		peer:       from,
-		peerParams: pp,
-	})
 	e.connsMu.Lock()
 	e.conns[id] = c
 	e.connsMu.Unlock()
