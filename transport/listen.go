@@ -81,6 +81,13 @@ func Listen(addr string, cfg *Config) (*Endpoint, error) {
 	return open(addr, cfg, true)
 }
 
+// Bind opens an endpoint on addr that only dials: it accepts no incoming
+// connections. Use it to choose the local address or interface (and so the
+// datapath) a dialer sends from.
+func Bind(addr string, cfg *Config) (*Endpoint, error) {
+	return open(addr, cfg, false)
+}
+
 // Dial opens a non-listening endpoint on an ephemeral port and connects to
 // the endpoint at addr with static key remote. Closing the returned
 // connection does not close the endpoint; use Conn.Endpoint().Close.

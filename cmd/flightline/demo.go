@@ -177,9 +177,9 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	}
 	defer srvEP.Close()
 	err = st.cliRun(func() (err error) {
-		cliEP, err = transport.Listen(st.cliAddr, &transport.Config{
+		cliEP, err = transport.Bind(st.cliAddr, &transport.Config{
 			Datapath: f.datapath, Interface: st.cliIf, Logf: logf,
-			AllowedPeers: []transport.PublicKey{}, HandshakeTimeout: f.handshakeTimeout})
+			HandshakeTimeout: f.handshakeTimeout})
 		return err
 	})
 	if err != nil {

@@ -133,10 +133,7 @@ func runSend(ctx context.Context, args []string, e *env) error {
 		Datapath:         f.datapath,
 		Interface:        f.iface,
 		HandshakeTimeout: f.handshakeTimeout,
-		// A non-nil empty allowlist: the sender's endpoint accepts no
-		// incoming connections.
-		AllowedPeers: []transport.PublicKey{},
-		Logf:         f.logf(e.stderr, false),
+		Logf:             f.logf(e.stderr, false),
 	}
 	if f.keyFile != "" {
 		if cfg.PrivateKey, err = loadPrivateKey(f.keyFile); err != nil {
@@ -184,7 +181,7 @@ func statFiles(paths []string) ([]outFile, error) {
 
 func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip.AddrPort,
 	peer transport.PublicKey, cfg *transport.Config, files []outFile) error {
-	ep, err := transport.Listen(local, cfg)
+	ep, err := transport.Bind(local, cfg)
 	if err != nil {
 		return err
 	}
