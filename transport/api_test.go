@@ -345,3 +345,49 @@ func TestFixedRateController(t *testing.T) {
 
 var _ = udplink.Listen
 var _ = netip.AddrPort{}
+
+// The peer's stream limit is a cumulative count raised by MAX_STREAMS as
+// streams finish: many more streams than MaxStreams can be used one after
+// another, and a burst beyond the limit waits in OpenStreamSync.
+func TestStreamLimitTurnover(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 6})
+	scfg, ccfg := testConfig(t), testConfig(t)
+	scfg.MaxStreams = 4
+	p := newPairOver(t, a, b, scfg, ccfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		for {
+			rs, err := p.serverConn.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, readerCtx{ctx, rs})
+				rs.Write([]byte("k"))
+				rs.Close()
+			}()
+		}
+	}()
+	const total = 40
+	errs := make(chan error, total)
+	for i := range total {
+		s, err := p.clientConn.OpenStreamSync(ctx)
+		require.NoError(t, err, "stream %d", i)
+		go func() {
+			s.Write([]byte("hello"))
+			s.Close()
+			reply, err := io.ReadAll(readerCtx{ctx, s})
+			if err == nil && string(reply) != "k" {
+				err = errors.New("bad reply")
+			}
+			errs <- err
+		}()
+	}
+	for range total {
+		require.NoError(t, <-errs)
+	}
+	require.NoError(t, p.clientConn.Context().Err(), "connection must survive")
+	_, err := p.clientConn.OpenStream()
+	require.NoError(t, err)
+}

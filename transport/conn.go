@@ -73,8 +73,8 @@ type Conn struct {
 	streamsMu         sync.Mutex
 	streams           map[uint64]*Stream
 	nextLocalStream   uint64 // next id this side opens
-	localStreamsLimit uint64 // MAX_STREAMS from the peer (count)
-	localOpened       uint64
+	localStreamsLimit uint64 // MAX_STREAMS from the peer: cumulative count we may open
+	localOpened       uint64 // cumulative count of streams this side opened
 	peerOpened        uint64 // streams the peer opened
 	peerClosed        uint64 // of those, fully closed and forgotten
 	peerStreamsLimit  uint64 // what we advertised
@@ -402,10 +402,7 @@ func (c *Conn) maybeRemoveStream(s *Stream) {
 	}
 	delete(c.streams, s.id)
 	local := (s.id%2 == 0) == c.isClient
-	if local {
-		c.localOpened--
-		c.openSig.broadcast()
-	} else {
+	if !local {
 		c.peerClosed++
 	}
 	c.streamsMu.Unlock()

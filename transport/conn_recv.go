@@ -162,7 +162,7 @@ func (c *Conn) handleFrame(now monotime.Time, rs *recvState, f *wire.Frame) erro
 	case wire.FrameMaxStreams:
 		c.streamsMu.Lock()
 		if f.Max > c.localStreamsLimit {
-			c.localStreamsLimit = min(f.Max, maxPeerStreams+c.localOpened)
+			c.localStreamsLimit = min(f.Max, 1<<60) // QUIC's bound on stream counts
 			c.openSig.broadcast()
 		}
 		c.streamsMu.Unlock()
