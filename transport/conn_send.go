@@ -356,13 +356,20 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 	plain := p.plain[:0]
 	p.kind, p.s, p.stream, p.charged = kindNew, nil, flight.Control, 0
 
+	// Drop queued resends whose record is gone (acknowledged after all,
+	// abandoned, or its stream dropped): after a spurious RTO that could be
+	// a whole window of pointless, pacing-limited retransmissions.
+	for len(st.resendQ) > 0 && !c.ledger.Tracked(st.resendQ[0].PN) {
+		st.resendQ = st.resendQ[1:]
+		c.stats.resendsSkipped.Add(1)
+	}
+	if len(st.resendQ) == 0 {
+		st.resendQ, st.resendArena = st.resendQ[:0], st.resendArena[:0]
+	}
 	switch {
 	case len(st.resendQ) > 0:
 		r := st.resendQ[0]
 		st.resendQ = st.resendQ[1:]
-		if len(st.resendQ) == 0 {
-			st.resendQ, st.resendArena = st.resendQ[:0], st.resendArena[:0]
-		}
 		plain = append(plain, r.Payload...)
 		p.kind, p.oldPN, p.charged, p.stream = kindResend, r.PN, r.Size, r.Stream
 		c.stats.retransmits.Add(1)

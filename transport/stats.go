@@ -20,6 +20,7 @@ type connStats struct {
 	dropMalformed, dropMessageQueue atomic.Uint64
 	protocolErrors, sendErrors      atomic.Uint64
 	refreshMisses                   atomic.Uint64
+	resendsSkipped                  atomic.Uint64
 	dupStreamBytes                  atomic.Uint64
 	abortReleasedBytes              atomic.Uint64
 	windowWaitAborts                atomic.Uint64
@@ -53,12 +54,15 @@ type Stats struct {
 	// DuplicateStreamBytes counts received stream bytes that had already
 	// arrived: the cost of spurious retransmissions and duplication.
 	DuplicateStreamBytes uint64
-	SendErrors           uint64
-	StreamsOpened        uint64
-	StreamsAccepted      uint64
-	WindowWaitAborts     uint64
-	AbortReleasedBytes   uint64 // flight bytes released because their stream aborted
-	FlightUnderflows     uint64 // must stay 0: a release below zero is a bug
+	// ResendsSkipped counts queued retransmissions dropped because their
+	// packet was acknowledged (or its stream aborted) before they went out.
+	ResendsSkipped     uint64
+	SendErrors         uint64
+	StreamsOpened      uint64
+	StreamsAccepted    uint64
+	WindowWaitAborts   uint64
+	AbortReleasedBytes uint64 // flight bytes released because their stream aborted
+	FlightUnderflows   uint64 // must stay 0: a release below zero is a bug
 }
 
 // Stats returns a snapshot of the connection's counters and state.
@@ -92,6 +96,7 @@ func (c *Conn) Stats() Stats {
 		DroppedMalformed:     s.dropMalformed.Load(),
 		DroppedMessageQueue:  s.dropMessageQueue.Load(),
 		SendErrors:           s.sendErrors.Load(),
+		ResendsSkipped:       s.resendsSkipped.Load(),
 		DuplicateStreamBytes: s.dupStreamBytes.Load(),
 		StreamsOpened:        s.streamsOpened.Load(),
 		StreamsAccepted:      s.streamsAccepted.Load(),

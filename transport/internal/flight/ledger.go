@@ -285,6 +285,12 @@ func (l *Ledger) Close() int {
 // Len returns the number of tracked records.
 func (l *Ledger) Len() int { return l.t.Len() }
 
+// Tracked reports whether pn is still tracked. A sender checks it before
+// putting a queued resend on the wire: if an ACK, abandon or DropStream
+// removed the record meanwhile, the resend is pointless (its Refresh would
+// return false anyway). Read-only: it never changes accounting.
+func (l *Ledger) Tracked(pn uint64) bool { return l.t.tracked(pn) }
+
 // OldestSentAt returns the send time of the oldest record not handed out for
 // resend, or 0 if there is none.
 func (l *Ledger) OldestSentAt() monotime.Time { return l.t.OldestSentAt() }

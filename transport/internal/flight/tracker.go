@@ -233,6 +233,16 @@ func (t *Tracker) refreshLocked(oldPN, newPN uint64, now monotime.Time, from, to
 
 // resendFailed clears the resending flag of pn if it is still tracked, so the
 // record can be handed out again.
+// tracked reports whether pn has a record (it may be removed the moment the
+// lock drops; callers use it only to skip work that has become pointless).
+func (t *Tracker) tracked(pn uint64) bool {
+	sh := &t.shards[t.shardOf(pn)]
+	sh.mu.Lock()
+	ok := sh.idx.get(pn) != nil
+	sh.mu.Unlock()
+	return ok
+}
+
 func (t *Tracker) resendFailed(pn uint64) {
 	sh := &t.shards[t.shardOf(pn)]
 	sh.mu.Lock()
