@@ -478,6 +478,11 @@ func (c *Conn) appendStreamData(now monotime.Time, st *sendState, p *outPacket, 
 
 // appendControl appends queued control frames that fit.
 func (c *Conn) appendControl(plain []byte, room int) []byte {
+	// Read the stream limit first: ctrlMu and streamsMu are both leaf locks
+	// and are never held together.
+	c.streamsMu.Lock()
+	streamLimit := c.peerClosed + uint64(c.cfg.MaxStreams)
+	c.streamsMu.Unlock()
 	c.ctrlMu.Lock()
 	defer c.ctrlMu.Unlock()
 	q := &c.ctrl
@@ -503,10 +508,7 @@ func (c *Conn) appendControl(plain []byte, room int) []byte {
 		q.maxData = false
 	}
 	if q.maxStreams && len(plain)+16 <= room {
-		c.streamsMu.Lock()
-		limit := c.peerClosed + uint64(c.cfg.MaxStreams)
-		c.streamsMu.Unlock()
-		plain = wire.AppendMaxStreams(plain, limit)
+		plain = wire.AppendMaxStreams(plain, streamLimit)
 		q.maxStreams = false
 	}
 	if q.ping && len(plain) == 0 {
