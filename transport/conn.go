@@ -205,7 +205,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 
 func (c *Conn) start() { go c.sendLoop() }
 
-// LocalID and RemoteID are the connection IDs each side demultiplexes by.
+// LocalID is the connection ID this side demultiplexes the connection's packets by.
 func (c *Conn) LocalID() uint64 { return c.localID }
 
 // RemotePublicKey is the peer's authenticated static key.

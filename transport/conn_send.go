@@ -75,9 +75,8 @@ type unsent struct {
 
 // sendState is the send loop's private state.
 type sendState struct {
-	batch   []outPacket
-	msgs    []link.Message
-	scratch []byte
+	batch []outPacket
+	msgs  []link.Message
 
 	resendQ     []flight.Resend
 	resendArena []byte
@@ -100,9 +99,8 @@ func (c *Conn) newSendState() *sendState {
 		bs = link.IdealBatchSize
 	}
 	return &sendState{
-		batch:   make([]outPacket, bs),
-		msgs:    make([]link.Message, bs),
-		scratch: make([]byte, link.MaxPacketSize),
+		batch: make([]outPacket, bs),
+		msgs:  make([]link.Message, bs),
 	}
 }
 

@@ -34,14 +34,12 @@ type recvBuffer struct {
 	readOffset uint64 // next byte the application reads
 	highest    uint64 // highest offset+len received
 	buffered   int    // bytes held (for stats and memory bounds)
-	received   uint64 // stream bytes received, duplicates included
 }
 
 // insert copies data at offset into the buffer, dropping bytes already
 // received or already read. It returns how far the highest received offset
 // grew (for connection-level flow control).
 func (b *recvBuffer) insert(offset uint64, data []byte) (grew uint64) {
-	b.received += uint64(len(data))
 	end := offset + uint64(len(data))
 	if end > b.highest {
 		grew = end - b.highest

@@ -11,9 +11,11 @@ import (
 // Controller is a pluggable congestion controller. The sender consults
 // Window before putting a packet in flight and paces at PacingRate.
 //
-// Threading: OnAck, OnLoss and OnRTO are called by the single ACK processor
-// (implementations still serialise them internally, so misuse is not a data
-// race). OnSent, Window, PacingRate and InSlowStart may be called from any
+// Threading: OnAck, OnLoss and OnRTO may arrive from different goroutines
+// (the transport calls OnAck from its receive loop, and OnLoss, OnRTO and
+// replayed ACKs from its send loop), so implementations serialise them
+// internally (CUBIC with a mutex; the fixed-rate controller keeps only an
+// atomic). OnSent, Window, PacingRate and InSlowStart may be called from any
 // goroutine.
 type Controller interface {
 	// Name identifies the algorithm in statistics, e.g. "cubic".

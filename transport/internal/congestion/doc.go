@@ -11,8 +11,9 @@
 // Units: all byte counts are wire bytes of a packet (the UDP payload), the
 // same unit the sender uses for its flight size.
 //
-// Concurrency: the ACK processor is the single writer of RTT and of a
-// Controller's state (OnAck, OnLoss, OnRTO). Readers on other goroutines
+// Concurrency: one goroutine (the ACK processor) is the single writer of RTT.
+// A Controller's events (OnAck, OnLoss, OnRTO) may come from more than one
+// goroutine and are serialised inside the controller. Readers on other goroutines
 // (senders, statistics) use the RTT getters and Controller.Window,
 // PacingRate and InSlowStart, which read atomics. Controller.OnSent may be
 // called from sender goroutines. A Pacer is owned by the one goroutine that
