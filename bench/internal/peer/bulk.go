@@ -15,7 +15,9 @@ import (
 //
 // open is called for all streams before the phase starts, so handshakes and
 // stream setup are excluded; closeWrite (may be nil) half-closes a stream
-// after its data, for peers that have it.
+// after its data, for peers that have it. The caller must make blocked
+// writes and reads fail when ctx ends (e.g. context.AfterFunc closing the
+// connection): BulkClient waits for its writers before it returns.
 func BulkClient(ctx context.Context, s *Spec, open func(ctx context.Context, i int) (io.ReadWriter, error), closeWrite func(i int, rw io.ReadWriter) error, chunk int) (Result, error) {
 	p := NewPattern(s.Seed)
 	rws := make([]io.ReadWriter, s.Streams)

@@ -51,6 +51,7 @@ func (p plainTCP) Run(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 			return nil, err
 		}
 		conns = append(conns, c)
+		context.AfterFunc(ctx, func() { c.Close() }) // unblocks writers at the deadline
 		if p.corrupt {
 			return corrupter{c}, nil
 		}
