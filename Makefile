@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 STATICCHECK_VERSION := 2026.2.2
 
-.PHONY: all demo test test-short bench lint deps fuzz clean
+.PHONY: all demo test test-short bench bench-full bench-micro lint deps fuzz clean
 
 all: test
 
@@ -16,6 +16,7 @@ deps:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v ethtool >/dev/null 2>&1 || missing="$$missing ethtool"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	command -v taskset >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing:$$missing"; \
@@ -26,6 +27,7 @@ deps:
 		fi; \
 	fi
 	@$(GO) mod download
+	@cd bench && $(GO) mod download
 
 # demo: an encrypted transfer between two endpoints — over a veth pair in
 # network namespaces (AF_XDP where it works) when run as root, else over
@@ -44,18 +46,31 @@ test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/e2e$$')
 	@if [ -d e2e ]; then $(GO) test -count=1 -timeout 15m ./e2e/; fi
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
+# bench: the side-by-side comparison over veth (flightline vs kernel TCP,
+# quic-go, kcp-go and raw ceilings), the quick plan (~4 minutes), printing
+# the table. Needs root (network namespaces). bench-full runs the whole
+# matrix with CPU profiles of every run. Results: bench/results/<plan>/.
 bench: deps
+	cd bench && $(GO) run ./cmd/flightline-bench -plan quick -out results/quick
+
+bench-full: deps
+	cd bench && $(GO) run ./cmd/flightline-bench -plan full -cpuprofile -out results/full
+
+# bench-micro: the in-package Go benchmarks (codec, crypto, tracker,
+# loopback goodput and its raw ceiling).
+bench-micro: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./transport/ ./transport/internal/... ./transport/udplink/
-	cd bench && $(GO) run ./cmd/compare
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+	cd bench && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # fuzz runs every fuzz target briefly (the seed corpora also run in `make test`).
 fuzz:
