@@ -15,8 +15,11 @@
 // takes one round trip and both sides end with forward-secret keys. The
 // initiation carries a TAI64N-like timestamp inside its encrypted payload;
 // the responder remembers the newest timestamp per authenticated initiator
-// key and rejects anything not newer (ErrReplay). That is the only per-peer
-// state a Responder keeps.
+// key, plus the timestamps it accepted within ReorderWindow (2 s) below it,
+// and rejects an initiation older than that window or already accepted
+// (ErrReplay). The window exists because one client key may dial many
+// connections at once and their initiations can arrive out of order. That
+// is the only per-peer state a Responder keeps.
 //
 // Every handshake message ends in two MACs, as in WireGuard:
 //

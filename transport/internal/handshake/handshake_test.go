@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"github.com/stretchr/testify/require"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -181,8 +182,8 @@ func TestReplay(t *testing.T) {
 func TestOlderTimestampRejected(t *testing.T) {
 	f := newFixture(t, nil)
 	older := f.initiator(t, SuiteAESGCM, nil) // timestamp T
-	f.clock.Advance(time.Second)
-	newer := f.initiator(t, SuiteAESGCM, nil) // timestamp T+1s
+	f.clock.Advance(ReorderWindow + time.Second)
+	newer := f.initiator(t, SuiteAESGCM, nil) // beyond the reorder window
 
 	_, _, _, err := f.responder.Accept(newer.Message(), srcA, 1, nil)
 	require.NoError(t, err)
@@ -196,6 +197,52 @@ func TestOlderTimestampRejected(t *testing.T) {
 	require.NoError(t, err)
 	_, _, _, err = f.responder.Accept(msg, srcA, 2, nil)
 	require.NoError(t, err)
+}
+
+// TestConcurrentDialsOutOfOrder: one client key dialling several
+// connections at once; initiations overtaken in the network are accepted
+// (within ReorderWindow), and replaying any accepted one is still rejected.
+func TestConcurrentDialsOutOfOrder(t *testing.T) {
+	f := newFixture(t, nil)
+	var inits []*Initiator
+	for range 5 {
+		inits = append(inits, f.initiator(t, SuiteAESGCM, nil))
+		f.clock.Advance(time.Millisecond)
+	}
+	for _, i := range []int{4, 1, 3, 0, 2} {
+		_, _, _, err := f.responder.Accept(inits[i].Message(), srcA, uint64(i), nil)
+		require.NoError(t, err, "initiation %d arriving out of order", i)
+	}
+	for i := range inits {
+		_, _, _, err := f.responder.Accept(inits[i].Message(), srcA, uint64(i), nil)
+		require.ErrorIs(t, err, ErrReplay, "replay of initiation %d", i)
+	}
+}
+
+func TestReplayEntryBounds(t *testing.T) {
+	base := makeTimestamp(time.Unix(1000, 0))
+	at := func(d time.Duration) timestamp { return makeTimestamp(time.Unix(1000, 0).Add(d)) }
+	e := &replayEntry{newest: at(ReorderWindow + time.Nanosecond)}
+	require.False(t, e.accept(base), "just beyond the window")
+	require.True(t, e.accept(base.next()), "exactly at the window's edge")
+	e = &replayEntry{newest: at(time.Second)}
+	for i := range maxReordered {
+		require.True(t, e.accept(at(time.Duration(i)*time.Microsecond)), "reordered %d", i)
+	}
+	require.False(t, e.accept(at(time.Duration(maxReordered)*time.Microsecond)), "set full")
+	require.True(t, e.accept(at(time.Second+1)), "newer is always fresh")
+	require.False(t, e.accept(at(time.Second+1)), "exact replay of the newest")
+	require.True(t, e.accept(at(3*time.Second)))
+	require.Len(t, e.below, 2, "only 1s and 1s+1ns are within the window of 3s; the rest were pruned")
+}
+
+func TestTimestampNanosSince(t *testing.T) {
+	a := makeTimestamp(time.Unix(100, 5))
+	b := makeTimestamp(time.Unix(98, 999_999_999))
+	require.EqualValues(t, 1_000_000_006, a.nanosSince(b))
+	require.EqualValues(t, -1_000_000_006, b.nanosSince(a))
+	var zero timestamp
+	require.EqualValues(t, int64(math.MaxInt64), a.nanosSince(zero))
 }
 
 func TestRetryTimestampMonotone(t *testing.T) {

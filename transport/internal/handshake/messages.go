@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -129,6 +130,24 @@ func makeTimestamp(t time.Time) timestamp {
 }
 
 func (a timestamp) after(b timestamp) bool { return bytes.Compare(a[:], b[:]) > 0 }
+
+// nanosSince returns a-b in nanoseconds, saturating at ±(2^63-1) and
+// treating labels more than ~292 years apart as that far.
+func (a timestamp) nanosSince(b timestamp) int64 {
+	as, bs := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	an, bn := int64(binary.BigEndian.Uint32(a[8:])), int64(binary.BigEndian.Uint32(b[8:]))
+	const maxSec = math.MaxInt64/1_000_000_000 - 1
+	var ds int64
+	switch {
+	case as >= bs && as-bs > maxSec:
+		return math.MaxInt64
+	case bs > as && bs-as > maxSec:
+		return -math.MaxInt64
+	default:
+		ds = int64(as - bs) // two's complement handles bs > as
+	}
+	return ds*1e9 + an - bn
+}
 
 // next returns the timestamp one nanosecond after a.
 func (a timestamp) next() timestamp {

@@ -1,11 +1,13 @@
 package handshake
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -269,39 +271,105 @@ func (r *Responder) checkMAC2(msg, mac2 []byte, src netip.AddrPort) (bool, [cook
 	return false, cookie, nil
 }
 
-// replayTable remembers the newest accepted initiation timestamp per
-// initiator key. It is bounded with two generations: lookups consult both,
-// inserts go to cur, and when cur holds capacity/2 keys it becomes old and the
-// previous old generation is dropped. A key seen in either of the last two
-// generations keeps its protection; the total is at most capacity entries.
+// replayTable remembers, per initiator key, the newest accepted initiation
+// timestamp and the other timestamps it accepted within ReorderWindow below
+// it. An initiation is fresh if its timestamp is newer than the newest, or
+// within the window and not accepted before: one client key may dial many
+// connections at once (each Dial is its own Initiator), and their initiations
+// can reach us out of order. A strictly monotonic check (WireGuard's, which
+// has one handshake per peer) would reject the overtaken ones as replays and
+// leave those dials retrying a message that can never be accepted. A replay
+// of an accepted initiation is still rejected: within the window by the
+// remembered set, beyond it by age.
+//
+// It is bounded with two generations: lookups consult both, inserts go to
+// cur, and when cur holds capacity/2 keys it becomes old and the previous old
+// generation is dropped. A key seen in either of the last two generations
+// keeps its protection; the total is at most capacity entries, each holding
+// at most maxReordered timestamps.
 type replayTable struct {
 	mu       sync.Mutex
 	half     int
-	cur, old map[PublicKey]timestamp
+	cur, old map[PublicKey]*replayEntry
+}
+
+// ReorderWindow is how far below the newest accepted timestamp of a key an
+// initiation may be and still be accepted (if it was not accepted before).
+const ReorderWindow = 2 * time.Second
+
+// maxReordered bounds the accepted timestamps remembered below the newest,
+// per key. When it is full, an out-of-order initiation is rejected (its
+// dialer retries with a fresh one, which is newer than everything).
+const maxReordered = 64
+
+type replayEntry struct {
+	newest timestamp
+	below  []timestamp // accepted, older than newest, within ReorderWindow of it
 }
 
 func (t *replayTable) init(capacity int) {
 	t.half = max(capacity/2, 1)
-	t.cur = make(map[PublicKey]timestamp)
+	t.cur = make(map[PublicKey]*replayEntry)
 }
 
-// advance records ts for key and reports true if ts is newer than the last
-// timestamp recorded for key (or key is unknown).
+// advance records ts for key and reports true if ts is fresh (see
+// replayTable).
 func (t *replayTable) advance(key PublicKey, ts timestamp) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	last, ok := t.cur[key]
-	if !ok {
-		last, ok = t.old[key]
+	e, inCur := t.cur[key]
+	if !inCur {
+		e = t.old[key]
 	}
-	if ok && !ts.after(last) {
+	if e != nil && !e.accept(ts) {
 		return false
 	}
-	if _, inCur := t.cur[key]; !inCur && len(t.cur) >= t.half {
-		t.old, t.cur = t.cur, make(map[PublicKey]timestamp, t.half)
+	if e == nil {
+		e = &replayEntry{newest: ts}
 	}
-	t.cur[key] = ts
+	if !inCur {
+		if len(t.cur) >= t.half {
+			t.old, t.cur = t.cur, make(map[PublicKey]*replayEntry, t.half)
+		}
+		t.cur[key] = e
+	}
 	return true
+}
+
+// accept records ts if it is fresh for e.
+func (e *replayEntry) accept(ts timestamp) bool {
+	if ts.after(e.newest) {
+		e.below = append(e.below, e.newest)
+		e.newest = ts
+		e.prune()
+		return true
+	}
+	if ts == e.newest || e.newest.nanosSince(ts) > int64(ReorderWindow) {
+		return false
+	}
+	for _, b := range e.below {
+		if b == ts {
+			return false
+		}
+	}
+	e.prune()
+	if len(e.below) >= maxReordered {
+		return false
+	}
+	e.below = append(e.below, ts)
+	return true
+}
+
+// prune forgets accepted timestamps that fell out of the window: anything
+// that old is rejected by age anyway.
+func (e *replayEntry) prune() {
+	e.below = slices.DeleteFunc(e.below, func(b timestamp) bool {
+		return e.newest.nanosSince(b) > int64(ReorderWindow)
+	})
+	if len(e.below) > maxReordered { // keep the newest ones
+		slices.SortFunc(e.below, func(a, b timestamp) int { return bytes.Compare(a[:], b[:]) })
+		e.below = slices.Delete(e.below, 0, len(e.below)-maxReordered)
+	}
 }
 
 // len returns the number of keys remembered (for tests).
