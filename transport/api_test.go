@@ -388,6 +388,8 @@ func TestStreamLimitTurnover(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 	require.NoError(t, p.clientConn.Context().Err(), "connection must survive")
-	_, err := p.clientConn.OpenStream()
+	// The credit for the last streams arrives in a MAX_STREAMS frame that
+	// may still be on its way after the last reply: wait for it.
+	_, err := p.clientConn.OpenStreamSync(ctx)
 	require.NoError(t, err)
 }

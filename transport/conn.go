@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flightline/flightline/internal/benchhook"
 	"github.com/flightline/flightline/transport/internal/congestion"
 	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/handshake"
@@ -358,7 +359,17 @@ func (c *Conn) queueStopSending(id, code uint64) {
 // releaseStream drops every tracked packet of s from the ledger, releasing
 // their flight bytes exactly once, and wakes the send loop: the freed window
 // is usable by other streams immediately.
+//
+// The benchmark's switch (internal/benchhook, never set in production) skips
+// the drop to reproduce the reference design: the records stay tracked and
+// counted in outstanding, so they are retransmitted, acknowledged or
+// abandoned like any packet, and those paths release their bytes once.
 func (c *Conn) releaseStream(s *Stream) {
+	if benchhook.AbortReleaseDisabled() {
+		c.signalSend()
+		c.notifyGraceful()
+		return
+	}
 	released := c.ledger.DropStream(s.id)
 	s.outstanding.Store(0)
 	if released > 0 {

@@ -26,9 +26,11 @@ package transport
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/flightline/flightline/internal/benchhook"
 	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/monotime"
 	"github.com/flightline/flightline/transport/internal/wire"
@@ -75,6 +77,13 @@ type unsent struct {
 
 // sendState is the send loop's private state.
 type sendState struct {
+	// batch and msgs are borrowed from batchPool only while the loop
+	// builds and flushes packets (acquire/release): 64 packets of wire and
+	// plaintext buffers are ~190 KiB, which an idle connection should not
+	// hold. Nothing outlives a flush in them: the ledger copies payloads
+	// and retryQ copies what it keeps.
+	size  int
+	pb    *packetBatch
 	batch []outPacket
 	msgs  []link.Message
 
@@ -98,10 +107,39 @@ func (c *Conn) newSendState() *sendState {
 	if bs <= 0 || bs > link.IdealBatchSize {
 		bs = link.IdealBatchSize
 	}
-	return &sendState{
-		batch: make([]outPacket, bs),
-		msgs:  make([]link.Message, bs),
+	return &sendState{size: bs}
+}
+
+// packetBatch is the send loop's working memory for one batch.
+type packetBatch struct {
+	pkts [link.IdealBatchSize]outPacket
+	msgs [link.IdealBatchSize]link.Message
+}
+
+// batchPool shares batches among all connections' send loops: only loops
+// that are sending hold one.
+var batchPool = sync.Pool{New: func() any { return new(packetBatch) }}
+
+// acquire borrows a batch for st (no-op if it holds one).
+func (st *sendState) acquire() {
+	if st.pb == nil {
+		st.pb = batchPool.Get().(*packetBatch)
+		st.batch, st.msgs = st.pb.pkts[:st.size], st.pb.msgs[:st.size]
 	}
+}
+
+// release returns st's batch, dropping its stream references so a pooled
+// batch keeps no stream alive.
+func (st *sendState) release() {
+	if st.pb == nil {
+		return
+	}
+	for i := range st.batch {
+		st.batch[i].s = nil
+	}
+	clear(st.msgs)
+	batchPool.Put(st.pb)
+	st.pb, st.batch, st.msgs = nil, nil, nil
 }
 
 func (c *Conn) sendLoop() {
@@ -316,6 +354,8 @@ func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
 
 // fill builds and flushes batches until nothing more may be sent now.
 func (c *Conn) fill(now monotime.Time, st *sendState) {
+	st.acquire()
+	defer st.release()
 	for {
 		n := 0
 		for n < len(st.batch) && c.buildPacket(now, st, &st.batch[n]) {
@@ -585,7 +625,8 @@ func (c *Conn) onSent(now monotime.Time, st *sendState, p *outPacket) {
 			// The stream may have been aborted while this packet was being
 			// built; its DropStream could not see a packet not yet tracked,
 			// so drop again now (idempotent; releases just this packet).
-			if s.aborted.Load() {
+			// Not when the benchmark keeps aborted flight (releaseStream).
+			if s.aborted.Load() && !benchhook.AbortReleaseDisabled() {
 				c.ledger.DropStream(s.id)
 				s.outstanding.Store(0)
 			}
@@ -651,6 +692,8 @@ func (c *Conn) sendClose(now monotime.Time, st *sendState) {
 		return
 	}
 	st.closeSent = true
+	st.acquire()
+	defer st.release()
 	p := &st.batch[0]
 	reason := cf.reason
 	if len(reason) > 256 {
