@@ -1,0 +1,110 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/flightline/flightline/bench/internal/peer"
+	"github.com/flightline/flightline/bench/internal/runner"
+	"github.com/flightline/flightline/testnet"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) {
+	if runner.IsChild() {
+		runner.ChildMain()
+	}
+	os.Exit(m.Run())
+}
+
+// smokeBudget is how long one smoke run may take end to end (both
+// processes included); the runs are tiny, so more means something is stuck.
+const smokeBudget = 3 * time.Second
+
+func spec(sc peer.Scenario) peer.Spec {
+	s := peer.Spec{Peer: Name, Scenario: sc, Seed: 11, Deadline: time.Now().Add(15 * time.Second)}
+	s.Server = netip.AddrPortFrom(netip.Addr{}, 7101) // address filled in by runner.Run
+	switch sc {
+	case peer.Bulk:
+		s.Bytes, s.Streams = 2<<20, 2
+	case peer.Ping:
+		s.Messages, s.Warmup, s.MessageSize = 50, 10, 64
+	case peer.Scale:
+		s.Conns, s.Concurrency = 50, 8
+	}
+	return s
+}
+
+func run(t *testing.T, n *testnet.Network, s peer.Spec) (client, server peer.Result) {
+	t.Helper()
+	start := time.Now()
+	c, sv, err := runner.Run(context.Background(), n, s, runner.Unpinned())
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), smokeBudget)
+	t.Logf("client %.1f ms, %d bytes, notes %v; server %.1f ms; info %q",
+		c.Phase.Seconds()*1e3, c.Bytes, c.Notes, sv.Phase.Seconds()*1e3, c.Info)
+	require.Contains(t, c.Info, "kernel tcp cc=")
+	return c, sv
+}
+
+func TestBulk(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	c, s := run(t, n, spec(peer.Bulk))
+	require.EqualValues(t, 2<<20, c.Bytes)
+	require.EqualValues(t, 2<<20, s.Bytes)
+	require.Greater(t, c.Phase.Seconds(), 0.0)
+	require.Greater(t, s.Phase.Seconds(), 0.0)
+	require.Greater(t, c.Notes["segs_out"], 0.0, "TCP_INFO read from the client's connections")
+}
+
+func TestBulkUnderLoss(t *testing.T) {
+	loss := testnet.Impairment{Loss: 0.01}
+	n := testnet.New(t, testnet.Config{AtoB: loss, BtoA: loss})
+	c, s := run(t, n, spec(peer.Bulk))
+	require.EqualValues(t, 2<<20, c.Bytes)
+	require.EqualValues(t, 2<<20, s.Bytes)
+	t.Logf("retransmits %v of %v segments", c.Notes["retransmits"], c.Notes["segs_out"])
+}
+
+func TestPing(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	c, s := run(t, n, spec(peer.Ping))
+	require.Len(t, c.RTTs, 50)
+	for _, rtt := range c.RTTs {
+		require.Greater(t, rtt, int64(0))
+	}
+	require.Greater(t, c.Phase.Seconds(), 0.0)
+	require.Greater(t, s.Phase.Seconds(), 0.0)
+}
+
+func TestScale(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	c, s := run(t, n, spec(peer.Scale))
+	for _, r := range []peer.Result{c, s} {
+		require.Equal(t, 50, r.Conns, r.Side)
+		require.Greater(t, r.HandshakeTime, time.Duration(0), r.Side)
+		require.Greater(t, r.Phase.Seconds(), 0.0, r.Side)
+		require.Greater(t, r.RSSAfter, int64(0), r.Side)
+		require.Greater(t, r.HeapAfter, int64(0), r.Side)
+		require.Greater(t, r.GoroutinesIdle, 0, r.Side)
+		require.Greater(t, r.Notes["handshakes_per_s"], 0.0, r.Side)
+	}
+	require.Contains(t, c.Info, "concurrency=8")
+}
+
+func TestRaiseNofile(t *testing.T) {
+	require.NoError(t, raiseNofile(1))
+	// An impossible limit (above fs.nr_open) must fail with a clear error.
+	err := raiseNofile(1 << 40)
+	require.ErrorContains(t, err, "file descriptors")
+}
+
+func TestUnsupportedScenario(t *testing.T) {
+	s := spec("nope")
+	_, err := Peer{}.Run(context.Background(), &s)
+	require.True(t, errors.Is(err, peer.ErrUnsupported))
+}
