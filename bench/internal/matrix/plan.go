@@ -32,6 +32,7 @@ const (
 	FlightlineXDP  = "flightline-xdp"
 	FlightlineXDPG = "flightline-xdp-generic"
 	TCP            = "tcp"
+	TCPCubic       = "tcp-cubic"
 	QUIC           = "quic-go"
 	KCP            = "kcp"
 	KCPCrypt       = "kcp-crypt"
@@ -44,10 +45,10 @@ const (
 )
 
 // AllPeers is every peer in report column order.
-var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast}
+var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast}
 
 // RatioPeers are the peers the subject is compared with in ratio columns.
-var RatioPeers = []string{TCP, QUIC, KCP, KCPCrypt, UDPGSOBlast}
+var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast}
 
 // isBlast reports whether p is a raw ceiling: its goodput counts what
 // arrived in the receiver's own window, not a reliable transfer.
@@ -96,7 +97,7 @@ func DefaultSizes(plan string) Sizes {
 	case PlanSmoke:
 		return Sizes{BulkBytes: 2 << 20, LossBytes: 1 << 20, PingMessages: 50, ScaleConns: 20, RunTimeout: 20 * time.Second}
 	}
-	return Sizes{BulkBytes: 64 << 20, LossBytes: 16 << 20, PingMessages: 3000, ScaleConns: 1000, RunTimeout: 45 * time.Second}
+	return Sizes{BulkBytes: 256 << 20, LossBytes: 32 << 20, PingMessages: 5000, ScaleConns: 5000, RunTimeout: 60 * time.Second}
 }
 
 func bulkSpec(bytes int64, streams int) peer.Spec {
@@ -118,19 +119,29 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		imp := testnet.Impairment{Loss: p}
 		return testnet.Config{AtoB: imp, BtoA: imp}
 	}
-	reliable := []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, QUIC, KCP, KCPCrypt}
+	reliable := []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt}
 	pingPeers := []string{UDPBlast, XDPBlast, Subject, FlightlineXDP, TCP, QUIC, KCP, KCPCrypt}
 	ping := peer.Spec{Scenario: peer.Ping, Messages: sz.PingMessages, Warmup: max(10, sz.PingMessages/10), MessageSize: 64}
 	scale := peer.Spec{Scenario: peer.Scale, Conns: sz.ScaleConns, Concurrency: 64}
 
 	switch plan {
 	case PlanQuick:
-		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads off", Net: plain, ServerCPU: 1, ClientCPU: 0,
+		// The headline row: veth with its default offloads (as on any NIC
+		// with checksum offload), each side on its own CPU.
+		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads on", Net: offload, ServerCPU: 1, ClientCPU: 0,
 			Peers: []string{Subject, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
-		add(Case{Scenario: ScenarioBulk, Name: "8 streams, unpinned, offloads off", Net: plain, ServerCPU: -1, ClientCPU: -1,
+		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads off", Net: plain, ServerCPU: 1, ClientCPU: 0,
+			Peers: []string{Subject, TCP, QUIC, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
+		add(Case{Scenario: ScenarioBulk, Name: "8 streams, unpinned, offloads on", Net: offload, ServerCPU: -1, ClientCPU: -1,
 			Peers: []string{Subject, TCP, QUIC}, Spec: bulkSpec(sz.BulkBytes, 8)})
-		add(Case{Scenario: ScenarioLoss, Name: "1% loss both ways, 1 stream", Net: lossy(0.01), ServerCPU: -1, ClientCPU: -1,
-			Peers: []string{Subject, TCP, QUIC}, Spec: bulkSpec(sz.LossBytes, 1)})
+		for _, p := range []float64{0.01, 0.05} {
+			bytes := sz.LossBytes
+			if p > 0.01 {
+				bytes /= 2
+			}
+			add(Case{Scenario: ScenarioLoss, Name: fmt.Sprintf("%g%% loss both ways, 1 stream", p*100), Net: lossy(p), ServerCPU: -1, ClientCPU: -1,
+				Peers: []string{Subject, TCP, TCPCubic, QUIC}, Spec: bulkSpec(bytes, 1)})
+		}
 		add(Case{Scenario: ScenarioPing, Name: "64 B, different CPUs", Net: plain, ServerCPU: 1, ClientCPU: 0,
 			Peers: []string{UDPBlast, Subject, TCP, QUIC}, Spec: ping})
 		add(Case{Scenario: ScenarioAbort, Name: "A aborts with packets in flight", Peers: []string{Subject, SubjectNoRelease}})

@@ -70,7 +70,7 @@ func TestSmokePlanRunsEveryPeerOnce(t *testing.T) {
 func TestFilter(t *testing.T) {
 	cs, _ := Build(PlanQuick, DefaultSizes(PlanQuick))
 	got := Filter(cs, []string{ScenarioBulk}, []string{TCP})
-	require.Len(t, got, 2)
+	require.Len(t, got, 3)
 	for _, c := range got {
 		require.Equal(t, []string{TCP}, c.Peers)
 	}

@@ -7,5 +7,5 @@ import (
 	_ "github.com/flightline/flightline/bench/internal/peers/flightline" // flightline-udp, -xdp, -xdp-generic
 	_ "github.com/flightline/flightline/bench/internal/peers/kcp"        // kcp, kcp-crypt
 	_ "github.com/flightline/flightline/bench/internal/peers/quicgo"     // quic-go
-	_ "github.com/flightline/flightline/bench/internal/peers/tcp"        // tcp
+	_ "github.com/flightline/flightline/bench/internal/peers/tcp"        // tcp, tcp-cubic
 )

@@ -10,18 +10,56 @@ package tcp
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/flightline/flightline/bench/internal/peer"
 )
 
-// Name is the peer's registered name.
-const Name = "tcp"
+// Names the peer registers: Name runs with the namespace's default
+// congestion control (what an application gets; bbr on the benchmark
+// machine), NameCubic pins CUBIC per socket (TCP_CONGESTION) so loss-based
+// controllers can be compared like for like.
+const (
+	Name      = "tcp"
+	NameCubic = "tcp-cubic"
+)
 
-func init() { peer.Register(Name, Peer{}) }
+func init() {
+	peer.Register(Name, Peer{})
+	peer.Register(NameCubic, Peer{})
+}
+
+// congestionFor is the TCP_CONGESTION a run's sockets set; "" = default.
+func congestionFor(s *peer.Spec) string {
+	if s.Peer == NameCubic {
+		return "cubic"
+	}
+	return ""
+}
+
+// setCongestion returns a socket Control function that sets cc (no-op for "").
+func setCongestion(cc string) func(network, address string, c syscall.RawConn) error {
+	if cc == "" {
+		return nil
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set TCP_CONGESTION %s: %w", cc, serr)
+		}
+		return nil
+	}
+}
 
 // chunk is the size of each bulk write: large enough that the per-syscall
 // cost is amortized, as any bulk sender on a kernel socket would.
@@ -46,7 +84,7 @@ func (Peer) Serve(ctx context.Context, s *peer.Spec, ready func()) (peer.Result,
 	default:
 		return peer.Result{}, fmt.Errorf("%w: %s", peer.ErrUnsupported, s.Scenario)
 	}
-	r.Info = info(r.Info)
+	r.Info = info(s, r.Info)
 	return r, err
 }
 
@@ -66,7 +104,7 @@ func (Peer) Run(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 	default:
 		return peer.Result{}, fmt.Errorf("%w: %s", peer.ErrUnsupported, s.Scenario)
 	}
-	r.Info = info(r.Info)
+	r.Info = info(s, r.Info)
 	return r, err
 }
 
@@ -145,7 +183,8 @@ func runPing(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 // listen listens on s.Server; the listener closes when ctx ends, which
 // unblocks Accept.
 func listen(ctx context.Context, s *peer.Spec) (net.Listener, error) {
-	var lc net.ListenConfig
+	// Accepted sockets inherit the listener's congestion control.
+	lc := net.ListenConfig{Control: setCongestion(congestionFor(s))}
 	ln, err := lc.Listen(ctx, "tcp", s.Server.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen %v: %w", s.Server, err)
@@ -170,15 +209,18 @@ func accept(ctx context.Context, ln net.Listener) (net.Conn, error) {
 // dialer dials from host A's address, so the connection takes the testnet
 // path whatever the namespace's routes say.
 func dialer(s *peer.Spec) *net.Dialer {
-	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: s.Client.AsSlice()}}
+	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: s.Client.AsSlice()}, Control: setCongestion(congestionFor(s))}
 }
 
 // info describes the configuration for the report: the congestion control
 // the kernel uses in this namespace (readable per netns) and Go's defaults.
-func info(extra string) string {
-	cc := "unknown"
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control"); err == nil {
-		cc = strings.TrimSpace(string(b))
+func info(s *peer.Spec, extra string) string {
+	cc := congestionFor(s)
+	if cc == "" {
+		cc = "unknown"
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control"); err == nil {
+			cc = strings.TrimSpace(string(b))
+		}
 	}
 	out := "kernel tcp cc=" + cc + " nodelay=on"
 	if extra != "" {

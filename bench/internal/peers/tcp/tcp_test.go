@@ -108,3 +108,15 @@ func TestUnsupportedScenario(t *testing.T) {
 	_, err := Peer{}.Run(context.Background(), &s)
 	require.True(t, errors.Is(err, peer.ErrUnsupported))
 }
+
+// TestCubicVariant: tcp-cubic's sockets really run CUBIC (the kernel
+// rejects an unknown or unavailable algorithm, which fails the run).
+func TestCubicVariant(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	s := spec(peer.Bulk)
+	s.Peer = NameCubic
+	c, sv := run(t, n, s)
+	require.EqualValues(t, 2<<20, sv.Bytes)
+	require.Contains(t, c.Info, "cc=cubic")
+	require.Contains(t, sv.Info, "cc=cubic")
+}
