@@ -92,7 +92,7 @@ type Conn struct {
 	recvHighest  atomic.Uint64 // Σ highest received offsets (receive loop)
 	recvConsumed atomic.Uint64 // Σ bytes the application read
 
-	messages chan []byte
+	messages msgQueue // received messages not yet taken by ReceiveMessage
 
 	wake     chan struct{}
 	closed   chan struct{}
@@ -174,13 +174,13 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 		inSched:          make(map[*Stream]bool),
 		streams:          make(map[uint64]*Stream),
 		acceptQ:          make(chan *Stream, cfg.MaxStreams),
-		messages:         make(chan []byte, DefaultMessageQueue),
 		wake:             make(chan struct{}, 1),
 		closed:           make(chan struct{}),
 		loopDone:         make(chan struct{}),
 		peerStreamsLimit: uint64(cfg.MaxStreams),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.messages.init(DefaultMessageQueue)
 	ccCfg := congestion.Config{MaxDatagramSize: cfg.MaxPacketSize, MaxWindow: 32 << 20}
 	if cfg.Congestion == "fixed" {
 		c.cc = congestion.NewFixedRate(cfg.FixedRate, ccCfg)
@@ -313,19 +313,14 @@ func (c *Conn) SendMessage(p []byte) error {
 
 // ReceiveMessage returns the next message from the peer.
 func (c *Conn) ReceiveMessage(ctx context.Context) ([]byte, error) {
-	select {
-	case m := <-c.messages:
+	m, ok, err := c.messages.pop(ctx, c.closed)
+	switch {
+	case ok:
 		return m, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.closed:
-		select {
-		case m := <-c.messages:
-			return m, nil
-		default:
-		}
-		return nil, c.err()
+	case err != nil:
+		return nil, err
 	}
+	return nil, c.err()
 }
 
 // schedule puts s on the send loop's round-robin queue.

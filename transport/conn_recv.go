@@ -73,7 +73,7 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 			messages++
 		}
 	}
-	if messages > cap(c.messages)-len(c.messages) {
+	if messages > 0 && messages > c.messages.room() {
 		// Not acknowledged, so the peer retransmits: backpressure, not loss.
 		c.stats.dropMessageQueue.Add(1)
 		return
@@ -168,7 +168,7 @@ func (c *Conn) handleFrame(now monotime.Time, rs *recvState, f *wire.Frame) erro
 		c.streamsMu.Unlock()
 		return nil
 	case wire.FrameMessage:
-		c.messages <- append([]byte(nil), f.Data...) // space checked before
+		c.messages.push(append([]byte(nil), f.Data...)) // room checked before
 		return nil
 	case wire.FrameConnectionClose:
 		c.shutdown(&ConnError{Code: f.ErrorCode, Reason: string(f.Reason), Remote: true, Err: ErrPeerClosed})
