@@ -279,7 +279,10 @@ func TestResendRaceWithAbort(t *testing.T) {
 		t.Fatal("no resend happened")
 	}
 	require.Zero(t, c.ledger.StreamBytes(s.ID()), "refresh resurrected a dropped record")
-	require.NotZero(t, c.stats.refreshMisses.Load(), "refresh after drop must report a miss")
+	// The hook signals before the sender's Refresh returns: wait for it.
+	require.Eventually(t, func() bool { return c.stats.refreshMisses.Load() != 0 }, 5*time.Second, time.Millisecond,
+		"refresh after drop must report a miss")
+	require.Zero(t, c.ledger.StreamBytes(s.ID()), "refresh resurrected a dropped record")
 	c.testHooks.Store(nil)
 	requireConnUsable(t, p)
 	require.Zero(t, c.ledger.Underflows())

@@ -79,14 +79,15 @@ func (a *ackState) largest() (uint64, bool) {
 // §13.2.1: ACK at once on every second ack-eliciting packet or on a gap;
 // otherwise within maxAckDelay. Non-eliciting packets (pure ACKs) never
 // cause an ACK, which is what keeps ACKs from being acknowledged forever.
-func (a *ackState) onPacket(pn uint64, now monotime.Time, eliciting bool, maxAckDelay time.Duration) {
+// It reports whether it set a new ackDeadline (the caller arms a timer).
+func (a *ackState) onPacket(pn uint64, now monotime.Time, eliciting bool, maxAckDelay time.Duration) (newDeadline bool) {
 	largest, _ := a.largest()
 	outOfOrder := pn != largest || (len(a.ranges) > 1 && a.ranges[0].Smallest == pn)
 	if pn == largest {
 		a.largestRecvAt = now
 	}
 	if !eliciting {
-		return
+		return false
 	}
 	a.unackedEliciting++
 	if a.unackedEliciting >= 2 || outOfOrder {
@@ -94,7 +95,9 @@ func (a *ackState) onPacket(pn uint64, now monotime.Time, eliciting bool, maxAck
 	}
 	if a.ackDeadline == 0 {
 		a.ackDeadline = now.Add(maxAckDelay)
+		return true
 	}
+	return false
 }
 
 // owed reports whether an ACK should go out now.

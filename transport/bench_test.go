@@ -7,17 +7,26 @@ package transport
 //
 // One op of the goodput benchmarks is one 1 MiB chunk written by the client
 // and read (and discarded) by the server over one stream.
+//
+// Latency: the ping-pong benchmarks report round-trip p50/p99 next to the
+// same exchange over plain UDP sockets; -cpu 1 serialises every goroutine
+// handoff on the path, as in a process pinned to one CPU:
+//
+//	go test -run '^$' -bench 'PingPong' -benchtime 20000x -cpu 1,2 ./transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -337,4 +346,203 @@ func readProcStatus(field string) (float64, error) {
 		return 0, fmt.Errorf("read memory status: %w", err)
 	}
 	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+}
+
+// pingSize is the message of the ping-pong benchmarks: small enough that one
+// round trip is one packet each way.
+const pingSize = 64
+
+// benchmarkPingPong is the latency counterpart of benchmarkBulk: one op is
+// one round trip of pingSize bytes on one stream (the client writes, the
+// server reads the whole message and writes it back, the client reads the
+// echo), as bench/internal/peer.PingClient does across two processes.
+// Besides ns/op (the mean) it reports the median and 99th percentile round
+// trip, and how many packets and datapath syscalls one round trip costs
+// (both sides together; the floor is 2 packets and, with a blocking
+// netpoller read per side, 2 sends and 4 receives).
+func benchmarkPingPong(b *testing.B, p *pair) {
+	ctx, cancel := context.WithTimeout(context.Background(), benchDeadline)
+	defer cancel()
+	s, err := p.clientConn.OpenStream()
+	if err != nil {
+		b.Fatalf("open stream: %v", err)
+	}
+	msg := randomData(3, pingSize)
+	echo := make([]byte, pingSize)
+	roundTrip := func() {
+		if _, err := s.WriteContext(ctx, msg); err != nil {
+			b.Fatalf("write: %v", err)
+		}
+		for n := 0; n < pingSize; {
+			m, err := s.ReadContext(ctx, echo[n:])
+			if err != nil {
+				b.Fatalf("read echo: %v", err)
+			}
+			n += m
+		}
+	}
+	if _, err := s.WriteContext(ctx, msg); err != nil {
+		b.Fatalf("first write: %v", err)
+	}
+	rs, err := p.serverConn.AcceptStream(ctx)
+	if err != nil {
+		b.Fatalf("accept stream: %v", err)
+	}
+	serverDone := make(chan error, 1)
+	go func() {
+		buf := make([]byte, pingSize)
+		for {
+			if _, err := io.ReadFull(readerFunc(func(q []byte) (int, error) { return rs.ReadContext(ctx, q) }), buf); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				serverDone <- err
+				return
+			}
+			if _, err := rs.WriteContext(ctx, buf); err != nil {
+				serverDone <- err
+				return
+			}
+		}
+	}()
+	// The first message is still unanswered: read its echo, then warm up.
+	for n := 0; n < pingSize; {
+		m, err := s.ReadContext(ctx, echo[n:])
+		if err != nil {
+			b.Fatalf("read first echo: %v", err)
+		}
+		n += m
+	}
+	for range 200 {
+		roundTrip()
+	}
+
+	c0, s0 := p.clientConn.Stats(), p.serverConn.Stats()
+	l0 := linkSyscalls(p)
+	rtts := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		roundTrip()
+		rtts[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	c1, s1 := p.clientConn.Stats(), p.serverConn.Stats()
+	l1 := linkSyscalls(p)
+	if !bytes.Equal(echo, msg) {
+		b.Fatal("echo differs")
+	}
+	if err := s.Close(); err != nil {
+		b.Fatalf("close stream: %v", err)
+	}
+	if err := <-serverDone; err != nil {
+		b.Fatalf("server: %v", err)
+	}
+
+	reportRTTs(b, rtts)
+	n := float64(b.N)
+	b.ReportMetric(float64(c1.PacketsSent-c0.PacketsSent+s1.PacketsSent-s0.PacketsSent)/n, "pkts/rt")
+	if l0.ok {
+		b.ReportMetric(float64(l1.out-l0.out)/n, "sends/rt")
+		b.ReportMetric(float64(l1.in-l0.in)/n, "recvs/rt")
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// linkCounts are both endpoints' datapath syscall counters (udplink only).
+type linkCounts struct {
+	in, out uint64
+	ok      bool
+}
+
+func linkSyscalls(p *pair) linkCounts {
+	var c linkCounts
+	for _, e := range []*Endpoint{p.client, p.server} {
+		ul, ok := e.Link().(*udplink.Link)
+		if !ok {
+			return linkCounts{}
+		}
+		st := ul.Stats()
+		c.in += st.SyscallsIn
+		c.out += st.SyscallsOut
+	}
+	c.ok = true
+	return c
+}
+
+// BenchmarkPingPongUDP is the round-trip latency of 64-byte messages on one
+// stream between two endpoints over loopback UDP sockets. Run it with -cpu 1
+// as well: with one P every goroutine handoff on the path is serialised, as
+// in a pinned process.
+func BenchmarkPingPongUDP(b *testing.B) {
+	benchmarkPingPong(b, newUDPBenchPair(b))
+}
+
+// BenchmarkPingPongMem is BenchmarkPingPongUDP over an unimpaired memlink
+// pair: the protocol's and the scheduler's share of a round trip.
+func BenchmarkPingPongMem(b *testing.B) {
+	benchmarkPingPong(b, newMemBenchPair(b))
+}
+
+// BenchmarkPingPongRawUDP is the floor BenchmarkPingPongUDP is compared
+// with: the same 64-byte ping-pong between two plain net.UDPConn sockets over
+// loopback (blocking reads through the netpoller), no protocol.
+func BenchmarkPingPongRawUDP(b *testing.B) {
+	srv, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(benchLoopback))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	go func() {
+		buf := make([]byte, pingSize+1)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if _, err := srv.WriteToUDPAddrPort(buf[:n], from); err != nil {
+				return
+			}
+		}
+	}()
+	msg := randomData(3, pingSize)
+	echo := make([]byte, pingSize+1)
+	roundTrip := func() {
+		if _, err := cli.Write(msg); err != nil {
+			b.Fatalf("write: %v", err)
+		}
+		if n, err := cli.Read(echo); err != nil || n != pingSize {
+			b.Fatalf("read echo: %d bytes, %v", n, err)
+		}
+	}
+	for range 200 {
+		roundTrip()
+	}
+	rtts := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		roundTrip()
+		rtts[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	reportRTTs(b, rtts)
+}
+
+// reportRTTs reports the median and 99th percentile of rtts in µs.
+func reportRTTs(b *testing.B, rtts []time.Duration) {
+	slices.Sort(rtts)
+	q := func(f float64) float64 { return float64(rtts[int(f*float64(len(rtts)-1))]) / float64(time.Microsecond) }
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
 }

@@ -21,8 +21,15 @@ import (
 // Goroutines: the endpoint's receive loop calls handlePacket (decrypt,
 // frames, ACK processing); the connection's send loop (sendLoop) owns packet
 // building, loss detection, retransmission, pacing and every timer;
-// application goroutines call stream and connection methods. They meet in:
+// application goroutines call stream and connection methods, and send what
+// they queued themselves when nothing is in flight and the loop is idle
+// (sendNow). They meet in:
 //
+//   - sendMu, the ownership of the send state: whoever sends holds it, the
+//     loop for each pass, an application goroutine for one inline fill.
+//     It is taken before any other lock; the loop waits for it holding
+//     nothing, application goroutines only TryLock it, and the receive loop
+//     never takes it,
 //   - the flight Ledger (sharded, lock-striped; its own rules, see
 //     docs/invariants.md),
 //   - ackMu (received-packet ranges), schedMu (streams with data to send),
@@ -30,7 +37,9 @@ import (
 //     leaf locks except that Stream.mu may be held while taking schedMu,
 //     ctrlMu or streamsMu, never the reverse.
 //
-// No lock is held across a datapath send or a congestion-controller call.
+// Only sendMu is held across a datapath send or a congestion-controller
+// call, as the loop goroutine's ownership of the send state always was: the
+// receive path and application goroutines never wait for it.
 type Conn struct {
 	ep       *Endpoint
 	cfg      *Config
@@ -43,7 +52,7 @@ type Conn struct {
 	peerAddr   atomic.Pointer[netip.AddrPort]
 	peerParams transportParams
 
-	sealer *handshake.Sealer // send loop only
+	sealer *handshake.Sealer // holder of sendMu only
 	opener *handshake.Opener // receive loop only
 	replay handshake.ReplayWindow
 
@@ -51,7 +60,7 @@ type Conn struct {
 	ledger       *flight.Ledger
 	cc           congestion.Controller
 	rtt          *congestion.RTT
-	pacer        *congestion.Pacer // send loop only
+	pacer        *congestion.Pacer // holder of sendMu only
 	largestAcked atomic.Uint64     // valid when haveAcked
 	haveAcked    atomic.Bool
 	ackProgress  atomic.Uint64 // bumped on every ACK that acknowledges new packets
@@ -94,7 +103,16 @@ type Conn struct {
 
 	messages msgQueue // received messages not yet taken by ReceiveMessage
 
-	wake     chan struct{}
+	// sendMu guards send: the send loop holds it while it works, an
+	// application goroutine while it sends inline (Conn.sendNow).
+	sendMu sync.Mutex
+	send   *sendState
+
+	wake chan struct{}
+	// ackTimer wakes the send loop when a delayed ACK falls due. The
+	// receive path arms it when a packet creates the obligation (see
+	// handlePacket); only that goroutine resets it.
+	ackTimer *time.Timer
 	closed   chan struct{}
 	closeMu  sync.Mutex
 	closeErr error
@@ -179,6 +197,9 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 		loopDone:         make(chan struct{}),
 		peerStreamsLimit: uint64(cfg.MaxStreams),
 	}
+	c.send = c.newSendState()
+	c.ackTimer = time.NewTimer(time.Hour)
+	c.ackTimer.Stop()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.messages.init(DefaultMessageQueue)
 	ccCfg := congestion.Config{MaxDatagramSize: cfg.MaxPacketSize, MaxWindow: 32 << 20}
@@ -307,7 +328,7 @@ func (c *Conn) SendMessage(p []byte) error {
 	c.ctrlMu.Lock()
 	c.ctrl.messages = append(c.ctrl.messages, m)
 	c.ctrlMu.Unlock()
-	c.signalSend()
+	c.sendNow()
 	return nil
 }
 
@@ -323,8 +344,31 @@ func (c *Conn) ReceiveMessage(ctx context.Context) ([]byte, error) {
 	return nil, c.err()
 }
 
-// schedule puts s on the send loop's round-robin queue.
+// schedule puts s on the send loop's round-robin queue and wakes the loop.
 func (c *Conn) schedule(s *Stream) {
+	c.enqueue(s)
+	c.signalSend()
+}
+
+// sendQueued reports whether streams or messages wait to be sent: after an
+// ACK opened the window, only they can have been held back by it (control
+// frames are not window-limited and signal the loop when queued).
+func (c *Conn) sendQueued() bool {
+	c.schedMu.Lock()
+	n := len(c.active)
+	c.schedMu.Unlock()
+	if n > 0 {
+		return true
+	}
+	c.ctrlMu.Lock()
+	n = len(c.ctrl.messages)
+	c.ctrlMu.Unlock()
+	return n > 0
+}
+
+// enqueue puts s on the round-robin queue. The caller makes sure it is
+// sent: it signals the loop or calls sendNow.
+func (c *Conn) enqueue(s *Stream) {
 	c.schedMu.Lock()
 	if !c.inSched[s] {
 		c.inSched[s] = true
@@ -334,7 +378,6 @@ func (c *Conn) schedule(s *Stream) {
 		s.blockedSince.Store(0)
 	}
 	c.schedMu.Unlock()
-	c.signalSend()
 }
 
 func (c *Conn) queueReset(id, code, finalSize uint64) {

@@ -89,6 +89,18 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		c.peerAddr.Store(&addr)
 	}
 
+	// Record the packet for acknowledgement before its frames reach the
+	// application: a reader woken by this packet may answer at once (on
+	// another P, or inline via sendNow), and its answer must carry the ACK
+	// for this packet. Recorded afterwards, the answer would miss it and a
+	// separate ACK-only packet would follow the next request. If a frame
+	// turns out to be a protocol violation the connection closes anyway.
+	c.ackMu.Lock()
+	c.acks.insert(hdr.PN)
+	armAck := c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
+	immediate := c.acks.immediate
+	c.ackMu.Unlock()
+
 	rs.parser.Reset(plain)
 	for {
 		ok, _ := rs.parser.Next(&rs.frame)
@@ -102,13 +114,16 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 			return
 		}
 	}
-	c.ackMu.Lock()
-	c.acks.insert(hdr.PN)
-	c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
-	immediate := c.acks.immediate
-	c.ackMu.Unlock()
-	if immediate || eliciting {
+	switch {
+	case immediate:
 		c.signalSend()
+	case armAck:
+		// An ACK is owed within MaxAckDelay. Do not wake the send loop
+		// for it: the application's answer usually carries it sooner
+		// (RFC 9000 §13.2.1), and waking the loop ahead of the reader
+		// that is about to answer only delays the answer. The ACK timer
+		// wakes the loop if the deadline comes first.
+		c.ackTimer.Reset(c.cfg.MaxAckDelay)
 	}
 }
 
@@ -244,9 +259,17 @@ func (c *Conn) applyAck(now monotime.Time, ranges []flight.Range, acked []flight
 		}
 	}
 	c.stats.bytesAcked.Add(uint64(bytes))
-	c.cc.OnAck(now, bytes, largestSentAt, c.rtt, c.ledger.Flight())
+	flight := c.ledger.Flight()
+	c.cc.OnAck(now, bytes, largestSentAt, c.rtt, flight)
 	c.ackProgress.Add(1)
-	c.signalSend()
+	if flight > 0 || c.sendQueued() {
+		// Loss detection has packets to look at, or the window this ACK
+		// opened has something waiting for it. Otherwise (everything
+		// acknowledged, nothing queued: a request/response exchange) the
+		// loop has nothing to do now; the next send picks the progress up
+		// (onAckProgress) and a stale probe deadline only costs a pass.
+		c.signalSend()
+	}
 	c.notifyGraceful()
 	return acked
 }

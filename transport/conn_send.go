@@ -1,7 +1,8 @@
 package transport
 
 // The send loop. One goroutine per connection owns everything that puts
-// packets on the wire:
+// packets on the wire (the application's goroutine may borrow the job for
+// one fill, see sendNow):
 //
 //  1. timers: idle timeout, loss detection (packet and time threshold),
 //     tail-loss probe, retransmission timeout, keepalive, window-wait aborts;
@@ -15,6 +16,15 @@ package transport
 //  4. flushing a batch through the datapath, then registering what was sent
 //     with the flight ledger (Track / Refresh) or releasing what was not
 //     (ReleaseUnsent / ResendFailed), then informing the congestion controller.
+//
+// Send fast path: whoever holds Conn.sendMu owns the send state. The loop
+// holds it while it runs timers and fills, and releases it while it waits.
+// An application goroutine that queued data (Write, Close, SendMessage)
+// while nothing is in flight takes it with TryLock and runs the same fill
+// itself — the packet leaves without a handoff to the loop goroutine — then
+// re-arms the loop's timer (arm) so a probe or ACK deadline set by that send
+// is honoured. Otherwise (packets in flight, or the lock busy) the loop is
+// signalled instead, exactly as before, so nothing queued is left behind.
 //
 // Flight-size protocol (docs/invariants.md): a new ack-eliciting packet is
 // charged before the datapath send and tracked after it succeeds; a failed
@@ -86,6 +96,7 @@ type sendState struct {
 	pb    *packetBatch
 	batch []outPacket
 	msgs  []link.Message
+	used  int // batch slots filled since acquire (release clears only those)
 
 	resendQ     []flight.Resend
 	resendArena []byte
@@ -100,6 +111,12 @@ type sendState struct {
 	probe        probeTimer
 	retryAt      monotime.Time
 	closeSent    bool
+	done         bool // the loop has exited: nothing may be sent any more
+
+	// timer wakes the loop at armed, the next deadline (0: not armed or
+	// already fired). Only reset when the deadline changes.
+	timer *time.Timer
+	armed monotime.Time
 }
 
 func (c *Conn) newSendState() *sendState {
@@ -129,42 +146,103 @@ func (st *sendState) acquire() {
 }
 
 // release returns st's batch, dropping its stream references so a pooled
-// batch keeps no stream alive.
+// batch keeps no stream alive. Only the slots used since acquire can hold
+// one (flush already cleared their messages): a one-packet send touches one
+// slot, not all 64.
 func (st *sendState) release() {
 	if st.pb == nil {
 		return
 	}
-	for i := range st.batch {
+	for i := range st.batch[:st.used] {
 		st.batch[i].s = nil
 	}
-	clear(st.msgs)
 	batchPool.Put(st.pb)
-	st.pb, st.batch, st.msgs = nil, nil, nil
+	st.pb, st.batch, st.msgs, st.used = nil, nil, nil, 0
 }
 
 func (c *Conn) sendLoop() {
 	defer c.teardown()
-	st := c.newSendState()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	st := c.send
+	c.sendMu.Lock()
+	st.timer = time.NewTimer(time.Hour) // armed for real by the first pass
+	c.sendMu.Unlock()
+	defer st.timer.Stop()
+	defer c.ackTimer.Stop()
+	fired := false
 	for {
+		c.sendMu.Lock()
 		now := monotime.Now()
+		if fired {
+			st.armed = 0
+		}
 		select {
 		case <-c.closed:
 			c.sendClose(now, st)
+			st.done = true
+			c.sendMu.Unlock()
 			return
 		default:
 		}
 		c.onTimers(now, st)
 		c.fill(now, st)
-		next := c.nextDeadline(now, st)
-		timer.Reset(max(next.Sub(monotime.Now()), 0))
+		c.arm(now, st)
+		c.sendMu.Unlock()
+		fired = false
 		select {
 		case <-c.wake:
-		case <-timer.C:
+		case <-st.timer.C:
+			fired = true
+		case <-c.ackTimer.C:
 		case <-c.closed:
 		}
 	}
+}
+
+// sendNow sends what an application goroutine just queued, on that
+// goroutine, when nothing is in flight and the send loop is idle: a request
+// (or the answer to one) leaves without waking the loop and waiting for the
+// scheduler to run it. Otherwise the loop is signalled and sends it on its
+// next pass, as before: with packets in flight the loop is running on their
+// ACKs anyway, and a bulk writer sending for itself would only contend with
+// it for sendMu (BulkGoodputUDP lost ~10% that way).
+//
+// It runs the loop's ACK-progress step and fill, so the usual priorities,
+// pacing, congestion window and flight accounting apply unchanged, and then
+// re-arms the loop's timer for whatever deadline the send set (probe, pacing,
+// ACK). Other timers stay with the loop.
+func (c *Conn) sendNow() {
+	if c.ledger.Flight() > 0 || !c.sendMu.TryLock() {
+		c.signalSend()
+		return
+	}
+	defer c.sendMu.Unlock()
+	st := c.send
+	if st.done || st.timer == nil {
+		// The loop has exited, or not started yet (it arms on start).
+		c.signalSend()
+		return
+	}
+	select {
+	case <-c.closed:
+		c.signalSend()
+		return
+	default:
+	}
+	now := monotime.Now()
+	c.onAckProgress(now, st)
+	c.fill(now, st)
+	c.arm(now, st)
+}
+
+// arm points the loop's timer at the next deadline. Resetting a timer is not
+// free, and most passes leave the deadline where it was.
+func (c *Conn) arm(now monotime.Time, st *sendState) {
+	next := c.nextDeadline(now, st)
+	if next == st.armed {
+		return
+	}
+	st.armed = next
+	st.timer.Reset(max(next.Sub(monotime.Now()), 0))
 }
 
 // idleTimeout is the smaller of ours and the peer's.
@@ -201,12 +279,7 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 		return
 	}
 	// Loss detection: on ACK progress or when the time threshold expires.
-	progress := c.ackProgress.Load()
-	if progress != st.lastProgress {
-		st.lastProgress = progress
-		st.probe.onAckProgress()
-		c.detectLost(now, st)
-	} else if st.lossTime != 0 && now >= st.lossTime {
+	if !c.onAckProgress(now, st) && st.lossTime != 0 && now >= st.lossTime {
 		c.detectLost(now, st)
 	}
 	// Probe timeout: first a tail-loss probe (the newest packet, no
@@ -214,7 +287,7 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 	// backoff, controller collapse).
 	if len(st.resendQ) == 0 {
 		before := len(st.resendQ)
-		switch st.probe.fire(now, c.ledger.Len() > 0, c.ptoFor, c.rtoFor) {
+		switch st.probe.fire(now, c.outstanding(), c.ptoFor, c.rtoFor) {
 		case probeTLP:
 			st.resendQ, st.resendArena = c.ledger.TakeNewest(st.resendQ, st.resendArena)
 			c.stats.tlps.Add(1)
@@ -229,7 +302,7 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 			c.stats.rtos.Add(1)
 			c.handleAbandoned(st)
 		}
-		if st.probe.lastSent == now && len(st.resendQ) == before && c.ledger.Len() > 0 {
+		if st.probe.lastSent == now && len(st.resendQ) == before && c.outstanding() {
 			// Everything is already queued for resend; probe instead.
 			c.ctrlMu.Lock()
 			c.ctrl.ping = true
@@ -244,10 +317,33 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 	c.checkWindowWait(now)
 }
 
+// onAckProgress resets the probe timer and runs loss detection if ACKs
+// acknowledged new packets since the last call. It reports whether they did.
+func (c *Conn) onAckProgress(now monotime.Time, st *sendState) bool {
+	progress := c.ackProgress.Load()
+	if progress == st.lastProgress {
+		return false
+	}
+	st.lastProgress = progress
+	st.probe.onAckProgress()
+	c.detectLost(now, st)
+	return true
+}
+
+// outstanding reports whether any packet is in flight. For the holder of
+// sendMu this is the same as Ledger.Len() > 0 — packets are charged and
+// tracked only under sendMu, so no charge is pending — and it is one atomic
+// load instead of a pass over every shard lock.
+func (c *Conn) outstanding() bool { return c.ledger.Flight() > 0 }
+
 // detectLost hands packets declared lost (RFC 9002 packet and time
 // thresholds) to the resend queue and abandons those over the limit.
 func (c *Conn) detectLost(now monotime.Time, st *sendState) {
 	if !c.haveAcked.Load() {
+		return
+	}
+	if !c.outstanding() {
+		st.lossTime = 0 // nothing tracked, nothing to declare lost
 		return
 	}
 	lossDelay := max(c.rtt.Smoothed(), c.rtt.Latest()) * 9 / 8
@@ -324,7 +420,7 @@ func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
 		}
 	}
 	consider(st.lossTime)
-	consider(st.probe.deadline(c.ledger.Len() > 0, c.ptoFor, c.rtoFor))
+	consider(st.probe.deadline(c.outstanding(), c.ptoFor, c.rtoFor))
 	if ka := c.cfg.KeepAlive; ka > 0 {
 		consider(monotime.Time(c.lastSent.Load()).Add(ka + time.Millisecond))
 	}
@@ -334,6 +430,8 @@ func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
 	if st.retryAt > now {
 		consider(st.retryAt)
 	}
+	// Delayed ACKs have their own timer (Conn.ackTimer); considering the
+	// deadline here as well means a wake that races it cannot lose it.
 	c.ackMu.Lock()
 	consider(c.acks.ackDeadline)
 	c.ackMu.Unlock()
@@ -361,6 +459,7 @@ func (c *Conn) fill(now monotime.Time, st *sendState) {
 		for n < len(st.batch) && c.buildPacket(now, st, &st.batch[n]) {
 			n++
 		}
+		st.used = max(st.used, n)
 		if n == 0 {
 			return
 		}

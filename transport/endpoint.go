@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,6 +220,13 @@ func (e *Endpoint) recvLoop() {
 		for i := range n {
 			e.handleDatagram(now, msgs[i].Buf, msgs[i].Addr)
 			msgs[i].Buf = msgs[i].Buf[:cap(msgs[i].Buf)]
+		}
+		if n < len(msgs) {
+			// The datapath is probably drained, so the next read will
+			// find nothing and park. Let the goroutines this batch woke
+			// (a reader about to answer a request) run first: the answer
+			// then goes out before, not after, that empty read.
+			runtime.Gosched()
 		}
 	}
 }

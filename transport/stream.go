@@ -102,7 +102,8 @@ func (s *Stream) WriteContext(ctx context.Context, p []byte) (int, error) {
 			s.sendBuf = append(s.sendBuf, p[written:written+n]...)
 			written += n
 			s.mu.Unlock()
-			s.conn.schedule(s)
+			s.conn.enqueue(s)
+			s.conn.sendNow()
 			s.mu.Lock()
 			continue
 		}
@@ -127,7 +128,8 @@ func (s *Stream) Close() error {
 	}
 	s.finQueued = true
 	s.mu.Unlock()
-	s.conn.schedule(s)
+	s.conn.enqueue(s)
+	s.conn.sendNow()
 	return nil
 }
 
