@@ -42,6 +42,32 @@ func congestionFor(s *peer.Spec) string {
 	return ""
 }
 
+// dialControl sets up a client socket before it binds: IP_BIND_ADDRESS_NO_PORT
+// so binding to host A's address leaves the port to connect time, where the
+// kernel picks it per destination (without it, bind(addr:0) needs a port
+// unused by every socket, and a scale run's 10k connections, thousands in
+// TIME_WAIT from the previous repetition, exhaust the ephemeral range), and
+// the congestion control cc ("" = default).
+func dialControl(cc string) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); e != nil {
+				serr = fmt.Errorf("set IP_BIND_ADDRESS_NO_PORT: %w", e)
+				return
+			}
+			if cc != "" {
+				if e := unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); e != nil {
+					serr = fmt.Errorf("set TCP_CONGESTION %s: %w", cc, e)
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
 // setCongestion returns a socket Control function that sets cc (no-op for "").
 func setCongestion(cc string) func(network, address string, c syscall.RawConn) error {
 	if cc == "" {
@@ -209,7 +235,7 @@ func accept(ctx context.Context, ln net.Listener) (net.Conn, error) {
 // dialer dials from host A's address, so the connection takes the testnet
 // path whatever the namespace's routes say.
 func dialer(s *peer.Spec) *net.Dialer {
-	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: s.Client.AsSlice()}, Control: setCongestion(congestionFor(s))}
+	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: s.Client.AsSlice()}, Control: dialControl(congestionFor(s))}
 }
 
 // info describes the configuration for the report: the congestion control

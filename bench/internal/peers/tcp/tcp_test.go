@@ -120,3 +120,21 @@ func TestCubicVariant(t *testing.T) {
 	require.Contains(t, c.Info, "cc=cubic")
 	require.Contains(t, sv.Info, "cc=cubic")
 }
+
+// TestScaleRepeatsWithoutPortExhaustion: consecutive scale runs from one
+// client address must not run out of ephemeral ports while the previous
+// run's connections sit in TIME_WAIT (IP_BIND_ADDRESS_NO_PORT). The range
+// is narrowed so that two runs cannot fit without it.
+func TestScaleRepeatsWithoutPortExhaustion(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	require.NoError(t, n.A.Run(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40150"), 0o644)
+	}))
+	for i := range 3 {
+		s := spec(peer.Scale)
+		s.Conns = 100
+		s.Server = netip.AddrPortFrom(netip.Addr{}, uint16(7200+i))
+		c, _ := run(t, n, s)
+		require.Equal(t, 100, c.Conns, "run %d", i)
+	}
+}
