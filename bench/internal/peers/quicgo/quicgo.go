@@ -35,11 +35,18 @@ const chunk = 256 << 10
 // run-to-run spread far larger than any difference). The only change is
 // MaxIncomingStreams, raised to the run's stream count when that exceeds
 // the default of 100: Bulk opens all its streams before sending, which
-// would otherwise block at 100.
+// would otherwise block at 100. Scale also sets KeepAlivePeriod (10 s, as
+// flightline's default keepalive): quic-go has none by default, so with its
+// 30 s idle timeout the first of 10k connections could time out while the
+// last ones were still handshaking (it happened once, at 288 handshakes/s),
+// and an application holding idle connections would turn keepalives on.
 func config(s *peer.Spec) *quic.Config {
 	c := &quic.Config{}
 	if s.Scenario == peer.Bulk && s.Streams > 100 {
 		c.MaxIncomingStreams = int64(s.Streams)
+	}
+	if s.Scenario == peer.Scale {
+		c.KeepAlivePeriod = 10 * time.Second
 	}
 	return c
 }
