@@ -50,7 +50,7 @@ func (p *flPeer) serveScale(ctx context.Context, s *peer.Spec, k sideKeys, ready
 	}
 	defer ep.Close()
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 	ready()
 
 	var (
@@ -134,11 +134,11 @@ func (p *flPeer) serveScale(ctx context.Context, s *peer.Spec, k sideKeys, ready
 		r.HandshakeTime = t1.Sub(t0)
 	}
 	r.Conns = len(checked)
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
 	errs = append(errs, checkAlive(checked))
 	es := ep.Stats()
-	r.Notes = scaleNotes(&r, map[string]float64{
+	r.Notes = peer.ScaleNotes(&r, map[string]float64{
 		"cookies_sent":      float64(es.CookiesSent),
 		"handshakes":        float64(es.Handshakes),
 		"dropped_handshake": float64(es.DroppedHandshake),
@@ -205,39 +205,20 @@ func (p *flPeer) runScale(ctx context.Context, s *peer.Spec, k sideKeys) (peer.R
 	}
 	defer ep.Close()
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 
 	conns := make([]*transport.Conn, s.Conns) // slot i written by one dialer only
-	dctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	m, err := peer.StartMeter(s)
 	if err != nil {
 		return r, err
 	}
-	t0 := time.Now()
-	var (
-		next    atomic.Int64
-		redials atomic.Int64
-		wg      sync.WaitGroup
-	)
-	for range min(s.Concurrency, s.Conns) {
-		wg.Go(func() {
-			for dctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= s.Conns {
-					return
-				}
-				c, err := p.dialAndEcho(dctx, ep, s, k, i, &redials)
-				if err != nil {
-					cancel(fmt.Errorf("connection %d: %w", i, err))
-					return
-				}
-				conns[i] = c
-			}
-		})
-	}
-	wg.Wait()
-	r.HandshakeTime = time.Since(t0)
+	var redials atomic.Int64
+	var dialErr error
+	r.HandshakeTime, dialErr = peer.DialAll(ctx, s, func(ctx context.Context, i int) error {
+		c, err := p.dialAndEcho(ctx, ep, s, k, i, &redials)
+		conns[i] = c
+		return err
+	})
 	ph, merr := m.Stop()
 	r.Phase = ph
 	var established []*transport.Conn
@@ -247,13 +228,13 @@ func (p *flPeer) runScale(ctx context.Context, s *peer.Spec, k sideKeys) (peer.R
 		}
 	}
 	r.Conns = len(established)
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
 	var retrans uint64
 	for _, c := range established {
 		retrans += c.Stats().PacketsRetransmitted
 	}
-	r.Notes = scaleNotes(&r, map[string]float64{
+	r.Notes = peer.ScaleNotes(&r, map[string]float64{
 		"retransmits":       float64(retrans),
 		"dropped_handshake": float64(ep.Stats().DroppedHandshake),
 		"redials":           float64(redials.Load()),
@@ -262,8 +243,8 @@ func (p *flPeer) runScale(ctx context.Context, s *peer.Spec, k sideKeys) (peer.R
 	if len(established) > 0 {
 		r.Info = p.connInfo(established[0].Stats()) + " " + r.Info
 	}
-	if cause := context.Cause(dctx); cause != nil {
-		return r, errors.Join(ctxErr(ctx, cause), merr)
+	if dialErr != nil {
+		return r, errors.Join(ctxErr(ctx, dialErr), merr)
 	}
 	if err := errors.Join(merr, checkAlive(established)); err != nil {
 		return r, err
@@ -382,26 +363,4 @@ func checkAlive(conns []*transport.Conn) error {
 		return fmt.Errorf("%d of %d connections closed before the idle measurement", dead, len(conns))
 	}
 	return nil
-}
-
-// memory is this process's RSS and in-use heap after a GC, so garbage from
-// setup does not count as the connections' cost.
-func memory() (rss, heap int64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return peer.RSS(), int64(ms.HeapInuse)
-}
-
-// scaleNotes adds the per-connection figures the report shows to extra.
-func scaleNotes(r *peer.Result, extra map[string]float64) map[string]float64 {
-	if r.Conns > 0 {
-		n := float64(r.Conns)
-		extra["rss_kib_per_conn"] = float64(r.RSSAfter-r.RSSBefore) / n / 1024
-		extra["heap_kib_per_conn"] = float64(r.HeapAfter-r.HeapBefore) / n / 1024
-		if r.HandshakeTime > 0 {
-			extra["handshakes_per_s"] = n / r.HandshakeTime.Seconds()
-		}
-	}
-	return extra
 }

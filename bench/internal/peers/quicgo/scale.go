@@ -32,7 +32,7 @@ const echoLen = 8
 // quic-go itself runs for idle connections.
 func serveScale(ctx context.Context, s *peer.Spec, sv *server, ready func()) (peer.Result, error) {
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 	ready()
 
 	var (
@@ -87,9 +87,9 @@ func serveScale(ctx context.Context, s *peer.Spec, sv *server, ready func()) (pe
 		errs = append(errs, err)
 	}
 	r.Conns = int(echoed.Load())
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
-	r.Notes = scaleNotes(&r, sumLost(conns))
+	r.Notes = peer.ScaleNotes(&r, sumLost(conns))
 	errs = append(errs, checkAlive(conns))
 	if first == nil && len(errs) == 0 {
 		errs = append(errs, errors.New("no connection carried index 0"))
@@ -189,39 +189,20 @@ func awaitMeasured(ctx context.Context, c *quic.Conn) error {
 // established and idle, then closes them, which tells the server.
 func runScale(ctx context.Context, s *peer.Spec, cl *client) (peer.Result, error) {
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 
 	conns := make([]*quic.Conn, s.Conns) // slot i written by one dialer only
 	defer closeAll(conns)
-	dctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	m, err := peer.StartMeter(s)
 	if err != nil {
 		return r, err
 	}
-	t0 := time.Now()
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range min(s.Concurrency, s.Conns) {
-		wg.Go(func() {
-			for dctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= s.Conns {
-					return
-				}
-				c, err := dialAndEcho(dctx, cl, s, i)
-				if err != nil {
-					cancel(fmt.Errorf("connection %d: %w", i, err))
-					return
-				}
-				conns[i] = c
-			}
-		})
-	}
-	wg.Wait()
-	r.HandshakeTime = time.Since(t0)
+	var dialErr error
+	r.HandshakeTime, dialErr = peer.DialAll(ctx, s, func(ctx context.Context, i int) error {
+		c, err := dialAndEcho(ctx, cl, s, i)
+		conns[i] = c
+		return err
+	})
 	ph, merr := m.Stop()
 	r.Phase = ph
 	var established []*quic.Conn
@@ -231,13 +212,12 @@ func runScale(ctx context.Context, s *peer.Spec, cl *client) (peer.Result, error
 		}
 	}
 	r.Conns = len(established)
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
-	r.Notes = scaleNotes(&r, sumLost(established))
+	r.Notes = peer.ScaleNotes(&r, sumLost(established))
 	r.Info = fmt.Sprintf("concurrency=%d", s.Concurrency)
-	var dialErr error
-	if cause := context.Cause(dctx); cause != nil {
-		dialErr = ctxErr(ctx, cause)
+	if dialErr != nil {
+		dialErr = ctxErr(ctx, dialErr)
 	}
 	if err := errors.Join(dialErr, merr, checkAlive(established)); err != nil {
 		return r, err
@@ -338,27 +318,4 @@ func sumLost(conns []*quic.Conn) map[string]float64 {
 		sent += st.PacketsSent
 	}
 	return map[string]float64{"retransmits": float64(lost), "packets_sent": float64(sent)}
-}
-
-// memory is this process's RSS and in-use heap after a GC, so garbage from
-// setup does not count as the connections' cost.
-func memory() (rss, heap int64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return peer.RSS(), int64(ms.HeapInuse)
-}
-
-// scaleNotes adds the per-connection figures the report shows to extra
-// (the same names every peer uses).
-func scaleNotes(r *peer.Result, extra map[string]float64) map[string]float64 {
-	if r.Conns > 0 {
-		n := float64(r.Conns)
-		extra["rss_kib_per_conn"] = float64(r.RSSAfter-r.RSSBefore) / n / 1024
-		extra["heap_kib_per_conn"] = float64(r.HeapAfter-r.HeapBefore) / n / 1024
-		if r.HandshakeTime > 0 {
-			extra["handshakes_per_s"] = n / r.HandshakeTime.Seconds()
-		}
-	}
-	return extra
 }

@@ -43,7 +43,7 @@ func serveScale(ctx context.Context, s *peer.Spec, ready func()) (peer.Result, e
 	conns := newConnSet(ctx)
 	defer conns.close()
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 	ready()
 
 	var (
@@ -97,9 +97,9 @@ func serveScale(ctx context.Context, s *peer.Spec, ready func()) (peer.Result, e
 		errs = append(errs, err)
 	}
 	r.Conns = int(echoed.Load())
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
-	r.Notes = scaleNotes(&r, map[string]float64{})
+	r.Notes = peer.ScaleNotes(&r, map[string]float64{})
 	if err := errors.Join(errs...); err != nil {
 		return r, err
 	}
@@ -132,47 +132,30 @@ func runScale(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 	defer conns.close()
 	d := dialer(s)
 	var r peer.Result
-	r.RSSBefore, r.HeapBefore = memory()
+	r.RSSBefore, r.HeapBefore = peer.Memory()
 
-	dctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	m, err := peer.StartMeter(s)
 	if err != nil {
 		return r, err
 	}
-	t0 := time.Now()
-	var (
-		next atomic.Int64
-		ok   atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range min(s.Concurrency, s.Conns) {
-		wg.Go(func() {
-			for dctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= s.Conns {
-					return
-				}
-				if err := dialAndEcho(dctx, d, s, conns, i); err != nil {
-					cancel(fmt.Errorf("connection %d: %w", i, err))
-					return
-				}
-				ok.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	r.HandshakeTime = time.Since(t0)
+	var ok atomic.Int64
+	var dialErr error
+	r.HandshakeTime, dialErr = peer.DialAll(ctx, s, func(ctx context.Context, i int) error {
+		if err := dialAndEcho(ctx, d, s, conns, i); err != nil {
+			return err
+		}
+		ok.Add(1)
+		return nil
+	})
 	ph, merr := m.Stop()
 	r.Phase = ph
 	r.Conns = int(ok.Load())
-	r.RSSAfter, r.HeapAfter = memory()
+	r.RSSAfter, r.HeapAfter = peer.Memory()
 	r.GoroutinesIdle = runtime.NumGoroutine()
-	r.Notes = scaleNotes(&r, retransNotes(conns.snapshot()))
+	r.Notes = peer.ScaleNotes(&r, retransNotes(conns.snapshot()))
 	r.Info = fmt.Sprintf("concurrency=%d", s.Concurrency)
-	var dialErr error
-	if cause := context.Cause(dctx); cause != nil {
-		dialErr = ctxErr(ctx, cause)
+	if dialErr != nil {
+		dialErr = ctxErr(ctx, dialErr)
 	}
 	return r, errors.Join(dialErr, merr)
 }
@@ -212,30 +195,4 @@ func ctxErr(ctx context.Context, err error) error {
 		return context.Cause(ctx)
 	}
 	return err
-}
-
-// memory is this process's RSS and in-use heap after a GC, so garbage from
-// setup does not count as the connections' cost.
-func memory() (rss, heap int64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return peer.RSS(), int64(ms.HeapInuse)
-}
-
-// scaleNotes adds the per-connection figures the report shows to extra
-// (the same names every peer uses).
-func scaleNotes(r *peer.Result, extra map[string]float64) map[string]float64 {
-	if extra == nil {
-		extra = map[string]float64{}
-	}
-	if r.Conns > 0 {
-		n := float64(r.Conns)
-		extra["rss_kib_per_conn"] = float64(r.RSSAfter-r.RSSBefore) / n / 1024
-		extra["heap_kib_per_conn"] = float64(r.HeapAfter-r.HeapBefore) / n / 1024
-		if r.HandshakeTime > 0 {
-			extra["handshakes_per_s"] = n / r.HandshakeTime.Seconds()
-		}
-	}
-	return extra
 }
