@@ -10,18 +10,13 @@ import (
 	"time"
 
 	"github.com/flightline/flightline/bench/internal/matrix"
+	"github.com/flightline/flightline/bench/internal/peertest"
 	"github.com/flightline/flightline/bench/internal/report"
-	"github.com/flightline/flightline/bench/internal/runner"
 	"github.com/flightline/flightline/testnet"
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) {
-	if runner.IsChild() {
-		runner.ChildMain()
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { peertest.Main(m) }
 
 // TestSmokePlan runs the smoke plan end to end — every peer and every
 // scenario once, tiny sizes, each side in its own process in a namespace —

@@ -3,23 +3,18 @@ package blast
 import (
 	"context"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/flightline/flightline/bench/internal/peer"
+	"github.com/flightline/flightline/bench/internal/peertest"
 	"github.com/flightline/flightline/bench/internal/runner"
 	"github.com/flightline/flightline/testnet"
 )
 
-func TestMain(m *testing.M) {
-	if runner.IsChild() {
-		runner.ChildMain()
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { peertest.Main(m) }
 
 // anyServer is a placeholder server address: runner.Run fills in host B's
 // address and keeps the port.

@@ -30,7 +30,7 @@ func (p *flPeer) serveBulk(ctx context.Context, s *peer.Spec, k sideKeys, ready 
 		func(ctx context.Context) (io.ReadWriter, error) {
 			st, err := c.AcceptStream(ctx)
 			if err != nil {
-				return nil, ctxErr(ctx, err)
+				return nil, peer.CtxErr(ctx, err)
 			}
 			return ctxStream{ctx, st}, nil
 		},
@@ -59,7 +59,7 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 		func(ctx context.Context, i int) (io.ReadWriter, error) {
 			st, err := c.OpenStreamSync(ctx)
 			if err != nil {
-				return nil, ctxErr(ctx, err)
+				return nil, peer.CtxErr(ctx, err)
 			}
 			return ctxStream{ctx, st}, nil
 		},

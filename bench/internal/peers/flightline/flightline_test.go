@@ -3,22 +3,17 @@ package flightline
 import (
 	"context"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/flightline/flightline/bench/internal/peer"
+	"github.com/flightline/flightline/bench/internal/peertest"
 	"github.com/flightline/flightline/bench/internal/runner"
 	"github.com/flightline/flightline/testnet"
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) {
-	if runner.IsChild() {
-		runner.ChildMain()
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { peertest.Main(m) }
 
 // spec is a small run of sc on peer name, with fresh keys, on port (the
 // address is filled in by runner.Run).

@@ -14,7 +14,6 @@ package flightline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -129,7 +128,7 @@ func (p *flPeer) bind(ctx context.Context, s *peer.Spec, k sideKeys) (*transport
 func (p *flPeer) dial(ctx context.Context, ep *transport.Endpoint, s *peer.Spec, k sideKeys) (*transport.Conn, error) {
 	c, err := ep.Dial(ctx, s.Server, k.peer)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("dial: %w", peer.CtxErr(ctx, err))
 	}
 	if err := p.checkDatapath(c); err != nil {
 		c.CloseWithError(0, "wrong datapath")
@@ -142,7 +141,7 @@ func (p *flPeer) dial(ctx context.Context, ep *transport.Endpoint, s *peer.Spec,
 func (p *flPeer) accept(ctx context.Context, ep *transport.Endpoint) (*transport.Conn, error) {
 	c, err := ep.Accept(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("accept: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("accept: %w", peer.CtxErr(ctx, err))
 	}
 	if err := p.checkDatapath(c); err != nil {
 		c.CloseWithError(0, "wrong datapath")
@@ -167,14 +166,4 @@ func (p *flPeer) name() string {
 		return NameXDPGeneric
 	}
 	return NameXDP
-}
-
-// ctxErr prefers ctx's error when ctx has ended: the endpoint was closed
-// because of the deadline, and "deadline exceeded" says so where
-// "flightline: closed" would not.
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w (%w)", cerr, err)
-	}
-	return err
 }

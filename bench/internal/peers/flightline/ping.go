@@ -23,7 +23,7 @@ func (p *flPeer) servePing(ctx context.Context, s *peer.Spec, k sideKeys, ready 
 	}
 	st, err := c.AcceptStream(ctx)
 	if err != nil {
-		return peer.Result{}, fmt.Errorf("accept stream: %w", ctxErr(ctx, err))
+		return peer.Result{}, fmt.Errorf("accept stream: %w", peer.CtxErr(ctx, err))
 	}
 	r, err := peer.PingServer(ctx, s, ctxStream{ctx, st})
 	st.Close()
@@ -49,7 +49,7 @@ func (p *flPeer) runPing(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 	}
 	st, err := c.OpenStreamSync(ctx)
 	if err != nil {
-		return peer.Result{}, fmt.Errorf("open stream: %w", ctxErr(ctx, err))
+		return peer.Result{}, fmt.Errorf("open stream: %w", peer.CtxErr(ctx, err))
 	}
 	r, err := peer.PingClient(ctx, s, ctxStream{ctx, st})
 	stats := c.Stats()

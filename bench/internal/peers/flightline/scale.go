@@ -179,14 +179,14 @@ func (p *flPeer) serveScale(ctx context.Context, s *peer.Spec, k sideKeys, ready
 func echoOnce(ctx context.Context, s *peer.Spec, c *transport.Conn) (uint64, error) {
 	st, err := c.AcceptStream(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("accept stream: %w", ctxErr(ctx, err))
+		return 0, fmt.Errorf("accept stream: %w", peer.CtxErr(ctx, err))
 	}
 	cs := ctxStream{ctx, st}
 	var msg [echoLen]byte
 	if _, err := io.ReadFull(cs, msg[:]); err != nil {
 		return 0, fmt.Errorf("read: %w", err)
 	}
-	if err := expectEOF(cs); err != nil {
+	if err := peer.ExpectEOF(cs); err != nil {
 		return 0, err
 	}
 	if _, err := cs.Write(msg[:]); err != nil {
@@ -244,7 +244,7 @@ func (p *flPeer) runScale(ctx context.Context, s *peer.Spec, k sideKeys) (peer.R
 		r.Info = p.connInfo(established[0].Stats()) + " " + r.Info
 	}
 	if dialErr != nil {
-		return r, errors.Join(ctxErr(ctx, dialErr), merr)
+		return r, errors.Join(peer.CtxErr(ctx, dialErr), merr)
 	}
 	if err := errors.Join(merr, checkAlive(established)); err != nil {
 		return r, err
@@ -253,7 +253,7 @@ func (p *flPeer) runScale(ctx context.Context, s *peer.Spec, k sideKeys) (peer.R
 	// deferred endpoint close then tells it we are done.
 	msg, err := conns[0].ReceiveMessage(ctx)
 	if err != nil {
-		return r, fmt.Errorf("wait for the server to measure: %w", ctxErr(ctx, err))
+		return r, fmt.Errorf("wait for the server to measure: %w", peer.CtxErr(ctx, err))
 	}
 	if string(msg) != measuredMsg {
 		return r, fmt.Errorf("server sent %q, want %q", msg, measuredMsg)
@@ -272,7 +272,7 @@ func (p *flPeer) dialAndEcho(ctx context.Context, ep *transport.Endpoint, s *pee
 	err = func() error {
 		st, err := c.OpenStreamSync(ctx)
 		if err != nil {
-			return fmt.Errorf("open stream: %w", ctxErr(ctx, err))
+			return fmt.Errorf("open stream: %w", peer.CtxErr(ctx, err))
 		}
 		cs := ctxStream{ctx, st}
 		var msg, echo [echoLen]byte
@@ -289,7 +289,7 @@ func (p *flPeer) dialAndEcho(ctx context.Context, ep *transport.Endpoint, s *pee
 		if !bytes.Equal(echo[:], msg[:]) {
 			return fmt.Errorf("echo %x, sent %x", echo, msg)
 		}
-		return expectEOF(cs)
+		return peer.ExpectEOF(cs)
 	}()
 	if err != nil {
 		c.CloseWithError(0, "check failed")
@@ -333,21 +333,6 @@ func (p *flPeer) redial(ctx context.Context, ep *transport.Endpoint, s *peer.Spe
 		}
 		redials.Add(1)
 	}
-}
-
-// expectEOF reads the peer's FIN: the stream must end exactly here.
-func expectEOF(r io.Reader) error {
-	var b [1]byte
-	n, err := r.Read(b[:])
-	switch {
-	case n > 0:
-		return errors.New("stream carries more than one message")
-	case err == io.EOF:
-		return nil
-	case err == nil:
-		return errors.New("empty read before end of stream")
-	}
-	return fmt.Errorf("read end of stream: %w", err)
 }
 
 // checkAlive fails when connections closed before the idle measurement:

@@ -104,7 +104,7 @@ func drainAll(ctx context.Context, all []*kcpgo.UDPSession) error {
 	var errs []error
 	for _, sess := range all {
 		if err := drain(sess, deadline); err != nil {
-			errs = append(errs, fmt.Errorf("session from %v: %w", sess.RemoteAddr(), ctxErr(ctx, err)))
+			errs = append(errs, fmt.Errorf("session from %v: %w", sess.RemoteAddr(), peer.CtxErr(ctx, err)))
 		}
 	}
 	return errors.Join(errs...)

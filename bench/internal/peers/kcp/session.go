@@ -137,7 +137,7 @@ func dial(ctx context.Context, s *peer.Spec, block kcpgo.BlockCrypt, ss *session
 		return nil, fmt.Errorf("kcp session to %v: %w", s.Server, context.Cause(ctx))
 	}
 	if err := hello(sess); err != nil {
-		return nil, fmt.Errorf("kcp session to %v: %w", s.Server, ctxErr(ctx, err))
+		return nil, fmt.Errorf("kcp session to %v: %w", s.Server, peer.CtxErr(ctx, err))
 	}
 	return sess, nil
 }
@@ -215,14 +215,14 @@ func listen(ctx context.Context, s *peer.Spec, block kcpgo.BlockCrypt) (*listene
 func (l *listener) accept(ctx context.Context) (*kcpgo.UDPSession, error) {
 	sess, err := l.ln.AcceptKCP()
 	if err != nil {
-		return nil, fmt.Errorf("accept: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("accept: %w", peer.CtxErr(ctx, err))
 	}
 	tune(sess)
 	if !l.sessions.add(sess, nil) {
 		return nil, fmt.Errorf("accept: %w", context.Cause(ctx))
 	}
 	if err := answerHello(sess); err != nil {
-		return nil, fmt.Errorf("session from %v: %w", sess.RemoteAddr(), ctxErr(ctx, err))
+		return nil, fmt.Errorf("session from %v: %w", sess.RemoteAddr(), peer.CtxErr(ctx, err))
 	}
 	return sess, nil
 }
@@ -238,12 +238,4 @@ func (l *listener) teardown() {
 		l.ln.Close()
 		l.udp.Close() // ServeConn does not own it
 	})
-}
-
-// ctxErr prefers ctx's error over the "closed pipe" its end caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return err
 }

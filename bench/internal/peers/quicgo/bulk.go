@@ -18,7 +18,7 @@ func serveBulk(ctx context.Context, s *peer.Spec, sv *server, ready func()) (pee
 	r, err := peer.BulkServer(ctx, s, func(ctx context.Context) (io.ReadWriter, error) {
 		st, err := c.AcceptStream(ctx)
 		if err != nil {
-			return nil, ctxErr(ctx, err)
+			return nil, peer.CtxErr(ctx, err)
 		}
 		return st, nil
 	}, finishStream)
@@ -35,7 +35,7 @@ func runBulk(ctx context.Context, s *peer.Spec, cl *client) (peer.Result, error)
 	r, err := peer.BulkClient(ctx, s, func(ctx context.Context, _ int) (io.ReadWriter, error) {
 		st, err := c.OpenStreamSync(ctx)
 		if err != nil {
-			return nil, ctxErr(ctx, err)
+			return nil, peer.CtxErr(ctx, err)
 		}
 		return st, nil
 	}, func(_ int, rw io.ReadWriter) error { return finishStream(rw) }, chunk)

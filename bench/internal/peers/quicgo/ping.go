@@ -17,7 +17,7 @@ func servePing(ctx context.Context, s *peer.Spec, sv *server, ready func()) (pee
 	// so accepting it costs no round trip of its own.
 	st, err := c.AcceptStream(ctx)
 	if err != nil {
-		return peer.Result{}, fmt.Errorf("accept stream: %w", ctxErr(ctx, err))
+		return peer.Result{}, fmt.Errorf("accept stream: %w", peer.CtxErr(ctx, err))
 	}
 	r, err := peer.PingServer(ctx, s, st)
 	r.Notes = connNotes(c.ConnectionStats())
@@ -32,7 +32,7 @@ func runPing(ctx context.Context, s *peer.Spec, cl *client) (peer.Result, error)
 	}
 	st, err := c.OpenStreamSync(ctx)
 	if err != nil {
-		return peer.Result{}, fmt.Errorf("open stream: %w", ctxErr(ctx, err))
+		return peer.Result{}, fmt.Errorf("open stream: %w", peer.CtxErr(ctx, err))
 	}
 	r, err := peer.PingClient(ctx, s, st)
 	r.Notes = connNotes(c.ConnectionStats())

@@ -152,7 +152,7 @@ func listen(ctx context.Context, s *peer.Spec) (*server, error) {
 func (sv *server) accept(ctx context.Context) (*quic.Conn, error) {
 	c, err := sv.ln.Accept(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("accept: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("accept: %w", peer.CtxErr(ctx, err))
 	}
 	return c, nil
 }
@@ -207,7 +207,7 @@ func bind(ctx context.Context, s *peer.Spec) (*client, error) {
 func (cl *client) dial(ctx context.Context) (*quic.Conn, error) {
 	c, err := cl.tr.Dial(ctx, cl.server, cl.tlsConf, cl.conf)
 	if err != nil {
-		return nil, fmt.Errorf("dial %v: %w", cl.server, ctxErr(ctx, err))
+		return nil, fmt.Errorf("dial %v: %w", cl.server, peer.CtxErr(ctx, err))
 	}
 	return c, nil
 }
@@ -253,14 +253,6 @@ func endServer(ctx context.Context, c *quic.Conn, err error) {
 	case <-ctx.Done():
 	}
 	c.CloseWithError(0, "done")
-}
-
-// ctxErr prefers ctx's error over the one its end caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return err
 }
 
 // connNotes are one connection's counters worth a report line, named like

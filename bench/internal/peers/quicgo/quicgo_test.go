@@ -3,50 +3,24 @@ package quicgo
 import (
 	"context"
 	"errors"
-	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/flightline/flightline/bench/internal/peer"
-	"github.com/flightline/flightline/bench/internal/runner"
+	"github.com/flightline/flightline/bench/internal/peertest"
 	"github.com/flightline/flightline/testnet"
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) {
-	if runner.IsChild() {
-		runner.ChildMain()
-	}
-	os.Exit(m.Run())
-}
-
-// smokeBudget is how long one smoke run may take end to end (both
-// processes included); the runs are tiny, so more means something is stuck.
-const smokeBudget = 3 * time.Second
+func TestMain(m *testing.M) { peertest.Main(m) }
 
 func spec(sc peer.Scenario) peer.Spec {
-	s := peer.Spec{Peer: Name, Scenario: sc, Seed: 11, Deadline: time.Now().Add(15 * time.Second)}
-	s.Server = netip.AddrPortFrom(netip.Addr{}, 7201) // address filled in by runner.Run
-	switch sc {
-	case peer.Bulk:
-		s.Bytes, s.Streams = 2<<20, 2
-	case peer.Ping:
-		s.Messages, s.Warmup, s.MessageSize = 50, 10, 64
-	case peer.Scale:
-		s.Conns, s.Concurrency = 50, 8
-	}
-	return s
+	return peertest.Spec(Name, sc, 7201)
 }
 
 func run(t *testing.T, n *testnet.Network, s peer.Spec) (client, server peer.Result) {
 	t.Helper()
-	start := time.Now()
-	c, sv, err := runner.Run(context.Background(), n, s, runner.Unpinned())
-	require.NoError(t, err)
-	require.Less(t, time.Since(start), smokeBudget)
-	t.Logf("client %.1f ms, %d bytes, notes %v; server %.1f ms; info %q",
-		c.Phase.Seconds()*1e3, c.Bytes, c.Notes, sv.Phase.Seconds()*1e3, c.Info)
+	c, sv := peertest.Run(t, n, s)
 	require.Contains(t, c.Info, "quic-go default config")
 	return c, sv
 }

@@ -133,17 +133,17 @@ func serveScale(ctx context.Context, s *peer.Spec, sv *server, ready func()) (pe
 func echoOnce(ctx context.Context, c *quic.Conn, s *peer.Spec) (uint64, error) {
 	st, err := c.AcceptStream(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("accept stream: %w", ctxErr(ctx, err))
+		return 0, fmt.Errorf("accept stream: %w", peer.CtxErr(ctx, err))
 	}
 	var msg [echoLen]byte
 	if _, err := io.ReadFull(st, msg[:]); err != nil {
-		return 0, fmt.Errorf("read: %w", ctxErr(ctx, err))
+		return 0, fmt.Errorf("read: %w", peer.CtxErr(ctx, err))
 	}
-	if err := expectEOF(st); err != nil {
+	if err := peer.ExpectEOF(st); err != nil {
 		return 0, err
 	}
 	if _, err := st.Write(msg[:]); err != nil {
-		return 0, fmt.Errorf("echo: %w", ctxErr(ctx, err))
+		return 0, fmt.Errorf("echo: %w", peer.CtxErr(ctx, err))
 	}
 	return binary.BigEndian.Uint64(msg[:]) ^ s.Seed, st.Close()
 }
@@ -172,11 +172,11 @@ func signalMeasured(c *quic.Conn) error {
 func awaitMeasured(ctx context.Context, c *quic.Conn) error {
 	st, err := c.AcceptUniStream(ctx)
 	if err != nil {
-		return fmt.Errorf("wait for the server's measurement: %w", ctxErr(ctx, err))
+		return fmt.Errorf("wait for the server's measurement: %w", peer.CtxErr(ctx, err))
 	}
 	b, err := io.ReadAll(st)
 	if err != nil {
-		return fmt.Errorf("wait for the server's measurement: %w", ctxErr(ctx, err))
+		return fmt.Errorf("wait for the server's measurement: %w", peer.CtxErr(ctx, err))
 	}
 	if len(b) != 1 || b[0] != measuredByte {
 		return fmt.Errorf("wait for the server's measurement: got %q", b)
@@ -217,7 +217,7 @@ func runScale(ctx context.Context, s *peer.Spec, cl *client) (peer.Result, error
 	r.Notes = peer.ScaleNotes(&r, sumLost(established))
 	r.Info = fmt.Sprintf("concurrency=%d", s.Concurrency)
 	if dialErr != nil {
-		dialErr = ctxErr(ctx, dialErr)
+		dialErr = peer.CtxErr(ctx, dialErr)
 	}
 	if err := errors.Join(dialErr, merr, checkAlive(established)); err != nil {
 		return r, err
@@ -236,7 +236,7 @@ func dialAndEcho(ctx context.Context, cl *client, s *peer.Spec, i int) (*quic.Co
 	err = func() error {
 		st, err := c.OpenStreamSync(ctx)
 		if err != nil {
-			return fmt.Errorf("open stream: %w", ctxErr(ctx, err))
+			return fmt.Errorf("open stream: %w", peer.CtxErr(ctx, err))
 		}
 		// Unblocks the echo if another dialer failed; only for the echo, so
 		// held connections carry no registration.
@@ -245,18 +245,18 @@ func dialAndEcho(ctx context.Context, cl *client, s *peer.Spec, i int) (*quic.Co
 		var msg, echo [echoLen]byte
 		binary.BigEndian.PutUint64(msg[:], uint64(i)^s.Seed)
 		if _, err := st.Write(msg[:]); err != nil {
-			return fmt.Errorf("write: %w", ctxErr(ctx, err))
+			return fmt.Errorf("write: %w", peer.CtxErr(ctx, err))
 		}
 		if err := st.Close(); err != nil {
 			return fmt.Errorf("close stream: %w", err)
 		}
 		if _, err := io.ReadFull(st, echo[:]); err != nil {
-			return fmt.Errorf("read echo: %w", ctxErr(ctx, err))
+			return fmt.Errorf("read echo: %w", peer.CtxErr(ctx, err))
 		}
 		if !bytes.Equal(echo[:], msg[:]) {
 			return fmt.Errorf("echo %x, sent %x", echo, msg)
 		}
-		return expectEOF(st)
+		return peer.ExpectEOF(st)
 	}()
 	if err != nil {
 		c.CloseWithError(1, "check failed")
@@ -273,21 +273,6 @@ func closeAll(conns []*quic.Conn) {
 			c.CloseWithError(0, "done")
 		}
 	}
-}
-
-// expectEOF reads the peer's FIN: the stream must end exactly here.
-func expectEOF(r io.Reader) error {
-	var b [1]byte
-	n, err := r.Read(b[:])
-	switch {
-	case n > 0:
-		return errors.New("stream carries more than one message")
-	case err == io.EOF:
-		return nil
-	case err == nil:
-		return errors.New("empty read before end of stream")
-	}
-	return fmt.Errorf("read end of stream: %w", err)
 }
 
 // checkAlive fails when connections closed before the idle measurement:

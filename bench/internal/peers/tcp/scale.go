@@ -113,7 +113,7 @@ func serveScale(ctx context.Context, s *peer.Spec, ready func()) (peer.Result, e
 			case n > 0:
 				fail(fmt.Errorf("connection from %v: unexpected data after the echo", c.RemoteAddr()))
 			case err != io.EOF:
-				fail(fmt.Errorf("connection from %v: waiting for close: %w", c.RemoteAddr(), ctxErr(ctx, err)))
+				fail(fmt.Errorf("connection from %v: waiting for close: %w", c.RemoteAddr(), peer.CtxErr(ctx, err)))
 			}
 		})
 	}
@@ -155,7 +155,7 @@ func runScale(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 	r.Notes = peer.ScaleNotes(&r, retransNotes(conns.snapshot()))
 	r.Info = fmt.Sprintf("concurrency=%d", s.Concurrency)
 	if dialErr != nil {
-		dialErr = ctxErr(ctx, dialErr)
+		dialErr = peer.CtxErr(ctx, dialErr)
 	}
 	return r, errors.Join(dialErr, merr)
 }
@@ -165,7 +165,7 @@ func runScale(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 func dialAndEcho(ctx context.Context, d *net.Dialer, s *peer.Spec, conns *connSet, i int) error {
 	c, err := d.DialContext(ctx, "tcp", s.Server.String())
 	if err != nil {
-		return fmt.Errorf("dial: %w", ctxErr(ctx, err))
+		return fmt.Errorf("dial: %w", peer.CtxErr(ctx, err))
 	}
 	if !conns.add(c) {
 		return ctx.Err()
@@ -177,22 +177,13 @@ func dialAndEcho(ctx context.Context, d *net.Dialer, s *peer.Spec, conns *connSe
 	var msg, echo [echoLen]byte
 	binary.BigEndian.PutUint64(msg[:], uint64(i)^s.Seed)
 	if _, err := c.Write(msg[:]); err != nil {
-		return fmt.Errorf("write: %w", ctxErr(ctx, err))
+		return fmt.Errorf("write: %w", peer.CtxErr(ctx, err))
 	}
 	if _, err := io.ReadFull(c, echo[:]); err != nil {
-		return fmt.Errorf("read echo: %w", ctxErr(ctx, err))
+		return fmt.Errorf("read echo: %w", peer.CtxErr(ctx, err))
 	}
 	if !bytes.Equal(echo[:], msg[:]) {
 		return fmt.Errorf("echo %x, sent %x", echo, msg)
 	}
 	return nil
-}
-
-// ctxErr prefers ctx's error over the "use of closed connection" its end
-// caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return err
 }
