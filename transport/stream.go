@@ -337,7 +337,6 @@ func (s *Stream) abortSend(code StreamErrorCode, cause error, remote bool) bool 
 	s.sendErr = &StreamError{StreamID: s.id, Code: code, Remote: remote, Err: cause}
 	finalSize := s.sendOffset
 	s.sendBuf, s.sendHead = nil, 0
-	s.writeSig.broadcast()
 	s.mu.Unlock()
 
 	// Order matters: set aborted before dropping, so a packet of this
@@ -345,6 +344,12 @@ func (s *Stream) abortSend(code StreamErrorCode, cause error, remote bool) bool 
 	// itself (Conn.track re-checks the flag after tracking).
 	s.aborted.Store(true)
 	s.conn.releaseStream(s)
+	// Wake blocked writers only now: a Write that returns the abort error
+	// finds the stream's flight already released (waking them before the
+	// release let a writer observe the stranded bytes).
+	s.mu.Lock()
+	s.writeSig.broadcast()
+	s.mu.Unlock()
 	if !(finished && s.outstanding.Load() == 0) || remote {
 		s.conn.queueReset(s.id, uint64(code), finalSize)
 	}
