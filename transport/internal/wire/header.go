@@ -15,6 +15,15 @@ const (
 	TypeData       byte = 4
 )
 
+// MaxPacketNumber is the largest packet number either side may use. The
+// header carries 64 bits, but packet numbers also travel in ACK frames as
+// varints, which stop at MaxVarint: a larger number could be received but
+// never acknowledged (encoding its ACK would be our bug, not the peer's).
+// ParseDataHeader rejects anything above it, before decryption, so no
+// peer-chosen packet number outside the varint range reaches the replay
+// window or the ACK state.
+const MaxPacketNumber = MaxVarint
+
 // DataHeaderLen is the size of an encoded data-packet header:
 // type(1) | connID(8) | packetNumber(8).
 const DataHeaderLen = 17
@@ -42,7 +51,8 @@ func AppendDataHeader(b []byte, h DataHeader) []byte {
 
 // ParseDataHeader decodes the header at the start of b; the ciphertext
 // follows at b[DataHeaderLen:]. It fails if b is shorter than DataHeaderLen
-// (ErrTruncated) or is not a data packet (ErrMalformed).
+// (ErrTruncated), is not a data packet, or carries a packet number above
+// MaxPacketNumber (ErrMalformed).
 func ParseDataHeader(b []byte) (DataHeader, error) {
 	if len(b) < DataHeaderLen {
 		return DataHeader{}, fmt.Errorf("wire: data header: %d of %d bytes: %w", len(b), DataHeaderLen, ErrTruncated)
@@ -50,10 +60,14 @@ func ParseDataHeader(b []byte) (DataHeader, error) {
 	if b[0] != TypeData {
 		return DataHeader{}, fmt.Errorf("wire: data header: packet type %d is not data: %w", b[0], ErrMalformed)
 	}
-	return DataHeader{
+	h := DataHeader{
 		ConnID: binary.BigEndian.Uint64(b[1:9]),
 		PN:     binary.BigEndian.Uint64(b[9:17]),
-	}, nil
+	}
+	if h.PN > MaxPacketNumber {
+		return DataHeader{}, fmt.Errorf("wire: data header: packet number %d above %d: %w", h.PN, uint64(MaxPacketNumber), ErrMalformed)
+	}
+	return h, nil
 }
 
 // PacketType returns the type byte of a datagram so the receive loop can

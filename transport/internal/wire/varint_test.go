@@ -85,8 +85,8 @@ func TestDataHeader(t *testing.T) {
 	}{
 		{"zero", DataHeader{}},
 		{"small", DataHeader{ConnID: 1, PN: 2}},
-		{"max", DataHeader{ConnID: ^uint64(0), PN: ^uint64(0)}},
-		{"mixed", DataHeader{ConnID: 0x0102030405060708, PN: 0x1122334455667788}},
+		{"max", DataHeader{ConnID: ^uint64(0), PN: MaxPacketNumber}},
+		{"mixed", DataHeader{ConnID: 0x0102030405060708, PN: 0x1122334455667788 >> 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
