@@ -41,12 +41,14 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	}
 	rs := &c.ep.rs
 	if !c.replay.Check(hdr.PN) {
-		// Duplicate or too old. Still owe an ACK: the peer may have lost ours.
+		// Duplicate or too old: dropped and counted, before decryption,
+		// and nothing else. Anyone can write a header with a packet number
+		// we have seen, so this path must not change state (it once forced
+		// an immediate ACK, letting an on-path observer make us send one
+		// packet per forged 33-byte datagram). No ACK is owed: packet
+		// numbers are never reused, a peer that lost our ACK retransmits
+		// under a new number, and every ACK repeats the received ranges.
 		c.stats.dropDuplicate.Add(1)
-		c.ackMu.Lock()
-		c.acks.immediate = true
-		c.ackMu.Unlock()
-		c.signalSend()
 		return
 	}
 	plain, err := c.opener.Open(pkt[wire.DataHeaderLen:wire.DataHeaderLen], pkt[:wire.DataHeaderLen], hdr.PN, pkt[wire.DataHeaderLen:])

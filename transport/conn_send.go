@@ -35,6 +35,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -526,11 +527,20 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 	}
 	p.retx = len(plain)
 	c.ackMu.Lock()
-	if c.acks.pending() && (p.retx > 0 || c.acks.owed(now)) && len(plain)+c.acks.frameLen() <= room {
+	if c.acks.pending() && (p.retx > 0 || c.acks.owed(now)) && len(plain)+c.acks.frameLen(now) <= room {
 		plain = c.acks.appendFrame(plain, now)
 	}
 	c.ackMu.Unlock()
 	if len(plain) == 0 {
+		return false
+	}
+	if len(plain) > room {
+		// Every frame is sized against room before it is appended, so this
+		// is our bug, never the peer's doing: close the connection instead
+		// of sealing past the wire buffer (which panicked the process).
+		reason := fmt.Sprintf("internal error: %d-byte payload exceeds room %d", len(plain), room)
+		c.cfg.Logf("flightline: conn %x: closing: %s", c.localID, reason)
+		c.CloseWithErrorAsync(1, reason)
 		return false
 	}
 	if p.retx == 0 {
