@@ -99,7 +99,7 @@ type Conn struct {
 	sentData     atomic.Uint64 // new stream bytes sent
 	recvMaxData  atomic.Uint64 // what we advertised
 	recvHighest  atomic.Uint64 // Σ highest received offsets (receive loop)
-	recvConsumed atomic.Uint64 // Σ bytes the application read
+	recvConsumed atomic.Uint64 // Σ bytes the application read or that were discarded unread (onConsumed)
 
 	messages msgQueue // received messages not yet taken by ReceiveMessage
 
@@ -417,9 +417,17 @@ func (c *Conn) releaseStream(s *Stream) {
 	c.notifyGraceful()
 }
 
-// onConsumed is called after the application read n bytes of s.
-func (c *Conn) onConsumed(s *Stream, n int, streamUpdate uint64) {
-	consumed := c.recvConsumed.Add(uint64(n))
+// onConsumed returns n bytes of connection flow-control credit: bytes of s
+// the application read, or bytes it will never read (RFC 9000 §4.5: data
+// discarded by CancelRead, received after it, or covered by the peer's
+// RESET_STREAM counts as consumed; crediting only reads once let six
+// cancelled 3 MiB streams stall the connection for good). streamUpdate is a
+// new MAX_STREAM_DATA for s to advertise (0: none).
+func (c *Conn) onConsumed(s *Stream, n uint64, streamUpdate uint64) {
+	if n == 0 && streamUpdate == 0 {
+		return
+	}
+	consumed := c.recvConsumed.Add(n)
 	queued := false
 	c.ctrlMu.Lock()
 	if streamUpdate > 0 {

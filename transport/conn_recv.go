@@ -309,13 +309,15 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 		}
 		s.haveFinal, s.finalSize = true, end
 	}
-	var grew uint64
+	var grew, discarded uint64
 	if s.recvErr != nil {
-		// Reading was cancelled: account for flow control, keep nothing.
+		// Reading was cancelled: account for flow control, keep nothing,
+		// and give the bytes back to the connection window at once.
 		if end > s.recv.highest {
 			grew = end - s.recv.highest
 			s.recv.highest = end
 		}
+		discarded = grew
 	} else {
 		grew = s.recv.insert(f.Offset, f.Data)
 		if grew < uint64(len(f.Data)) && end <= s.recv.highest {
@@ -331,9 +333,13 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
 		return errFlowControl
 	}
+	c.onConsumed(s, discarded, 0)
 	return nil
 }
 
+// onResetStream ends the peer's sending on a stream. The final size counts
+// against connection flow control, and every byte up to it that the
+// application will now never read counts as consumed (RFC 9000 §4.5).
 func (c *Conn) onResetStream(f *wire.Frame) error {
 	s, err := c.streamForFrame(f.StreamID)
 	if s == nil {
@@ -347,15 +353,20 @@ func (c *Conn) onResetStream(f *wire.Frame) error {
 	grew := f.FinalSize - s.recv.highest
 	s.recv.highest = f.FinalSize
 	s.haveFinal, s.finalSize = true, f.FinalSize
-	if s.recvErr == nil && !s.readDone {
+	var discarded uint64
+	switch {
+	case s.recvErr == nil && !s.readDone:
 		s.recvErr = &StreamError{StreamID: s.id, Code: StreamErrorCode(f.ErrorCode), Remote: true}
-		s.recv.release()
+		discarded = s.discardRecvLocked() // includes grew
+	case s.recvErr != nil:
+		discarded = grew // reading failed earlier: credited up to the old highest then
 	}
 	s.readSig.broadcast()
 	s.mu.Unlock()
 	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
 		return errFlowControl
 	}
+	c.onConsumed(s, discarded, 0)
 	c.maybeRemoveStream(s)
 	return nil
 }
