@@ -100,6 +100,12 @@ type Conn struct {
 	recvMaxData  atomic.Uint64 // what we advertised
 	recvHighest  atomic.Uint64 // Σ highest received offsets (receive loop)
 	recvConsumed atomic.Uint64 // Σ bytes the application read or that were discarded unread (onConsumed)
+	// reasmCharged is what every stream's reassembly holds, in charged
+	// bytes (chunks plus per-segment overhead, see stream_recv.go); the
+	// connection closes above maxReassemblyCharge. reasmPeak is its
+	// high-water mark.
+	reasmCharged atomic.Int64
+	reasmPeak    atomic.Int64
 
 	messages msgQueue // received messages not yet taken by ReceiveMessage
 

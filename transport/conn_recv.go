@@ -319,7 +319,11 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 		}
 		discarded = grew
 	} else {
-		grew = s.recv.insert(f.Offset, f.Data)
+		grew, err = s.recv.insert(f.Offset, f.Data)
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
 		if grew < uint64(len(f.Data)) && end <= s.recv.highest {
 			// Some or all of these bytes had already arrived: a spurious
 			// or duplicated retransmission.
@@ -333,7 +337,26 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
 		return errFlowControl
 	}
+	if err := c.checkReassembly(); err != nil {
+		return err
+	}
 	c.onConsumed(s, discarded, 0)
+	return nil
+}
+
+// checkReassembly enforces the connection's reassembly memory bound after
+// a stream frame was buffered, and keeps the high-water mark.
+func (c *Conn) checkReassembly() error {
+	v := c.reasmCharged.Load()
+	for {
+		peak := c.reasmPeak.Load()
+		if v <= peak || c.reasmPeak.CompareAndSwap(peak, v) {
+			break
+		}
+	}
+	if v > maxReassemblyCharge(c.cfg.ConnectionReceiveWindow) {
+		return errReassemblyMemory
+	}
 	return nil
 }
 

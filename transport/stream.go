@@ -58,12 +58,14 @@ type Stream struct {
 }
 
 func newStream(c *Conn, id uint64) *Stream {
-	return &Stream{
+	s := &Stream{
 		id:          id,
 		conn:        c,
 		maxSendData: c.peerParams.streamWindow,
 		maxRecvData: c.cfg.StreamReceiveWindow,
 	}
+	s.recv.init(maxSegmentsFor(c.cfg.StreamReceiveWindow), &c.reasmCharged)
+	return s
 }
 
 // ID returns the stream's identifier, unique within its connection.
