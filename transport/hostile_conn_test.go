@@ -27,6 +27,9 @@ type forger struct {
 	c  *Conn
 	l  *memlink.Link
 	to *memlink.Link
+	// writeHook, if set, wraps every write (the fuzzer lets forged
+	// packets through a filter that mutes the real client).
+	writeHook func(write func())
 }
 
 func newForger(t testing.TB, p *pair, client, server *memlink.Link) *forger {
@@ -46,7 +49,14 @@ func (f *forger) write(pkts ...[]byte) {
 	for i, b := range pkts {
 		msgs[i] = link.Message{Buf: b, Addr: f.to.LocalAddr()}
 	}
-	n, err := f.l.WriteBatch(msgs)
+	var n int
+	var err error
+	write := func() { n, err = f.l.WriteBatch(msgs) }
+	if f.writeHook != nil {
+		f.writeHook(write)
+	} else {
+		write()
+	}
 	require.NoError(f.t, err)
 	require.Equal(f.t, len(pkts), n)
 }
