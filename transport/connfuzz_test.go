@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -212,12 +213,14 @@ func (run *connFuzzRun) step(r *progReader) {
 		plain := run.frames(r, int(r.u8()%16))
 		run.f.write(run.f.seal(pn, plain))
 		run.packets++
-		// A peer that jumps its packet numbers ahead continues from there:
-		// numbers below the replay window are too old. (Numbers above
-		// MaxPacketNumber are dropped at parse and change nothing.)
-		for c := &run.f.c.nextPN; pn <= wire.MaxPacketNumber; {
+		// A peer that jumps its packet numbers ahead continues from there
+		// (numbers below the replay window would be too old), saturating
+		// so the sequence never wraps within a program. Past MaxPacketNumber
+		// nothing it sends is accepted any more (finish knows).
+		next := min(pn, math.MaxUint64-512) + 1
+		for c := &run.f.c.nextPN; ; {
 			cur := c.Load()
-			if pn < cur || c.CompareAndSwap(cur, pn+1) {
+			if next <= cur || c.CompareAndSwap(cur, next) {
 				break
 			}
 		}
@@ -373,8 +376,30 @@ func (run *connFuzzRun) acceptAndRead() {
 func (run *connFuzzRun) finish() {
 	t := run.t
 	if run.f.c.nextPN.Load() > wire.MaxPacketNumber {
-		// The program used up the packet-number space; nothing more can be
-		// sent to prove the loop keeps up. Check the rest.
+		// The program used up the packet-number space: nothing it sends
+		// now may be accepted, so nothing can prove the loop keeps up.
+		// Send a message anyway and give it a moment: delivered, it
+		// would show a number above the ACK frame's range was accepted
+		// (before the header check, the ACK owed for it panicked the
+		// process in the varint encoder, within MaxAckDelay).
+		late := []byte("flightline-fuzz-late")
+		run.f.send(wire.AppendMessage(nil, late))
+		ctx, cancel := context.WithTimeout(run.ctx, 200*time.Millisecond)
+		defer cancel()
+		for {
+			m, err := run.sc.ReceiveMessage(ctx)
+			if err != nil {
+				break
+			}
+			if string(m) == string(late) {
+				// Make the server send (its packet carries the ACK) before
+				// failing, so the run shows what the acceptance leads to.
+				if run.sc.SendMessage([]byte("s")) == nil {
+					run.p.clientConn.ReceiveMessage(ctx)
+				}
+				t.Fatalf("packet number %d above MaxPacketNumber accepted", run.f.c.nextPN.Load()-1)
+			}
+		}
 		run.checkBounds()
 		return
 	}
