@@ -84,12 +84,6 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	c.stats.packetsReceived.Add(1)
 	c.stats.bytesReceived.Add(uint64(len(pkt)))
 	c.lastRecv.Store(int64(now))
-	if from != c.RemoteAddr() {
-		// Authenticated packet from a new address: the peer moved (NAT
-		// rebinding). Connection IDs, not addresses, identify the connection.
-		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
-		c.peerAddr.Store(&addr)
-	}
 
 	// Record the packet for acknowledgement before its frames reach the
 	// application: a reader woken by this packet may answer at once (on
@@ -98,10 +92,22 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	// separate ACK-only packet would follow the next request. If a frame
 	// turns out to be a protocol violation the connection closes anyway.
 	c.ackMu.Lock()
+	largest, seen := c.acks.largest()
+	newest := !seen || hdr.PN > largest
 	c.acks.insert(hdr.PN)
 	armAck := c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
 	immediate := c.acks.immediate
 	c.ackMu.Unlock()
+	if newest && from != c.RemoteAddr() {
+		// The newest authenticated packet came from a new address: the
+		// peer moved (NAT rebinding). Connection IDs, not addresses,
+		// identify the connection. Only the newest packet may move it: a
+		// reordered older one (or a copy an observer re-sent from
+		// elsewhere, racing the original) must not send us back to an
+		// address the peer left.
+		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
+		c.peerAddr.Store(&addr)
+	}
 
 	rs.parser.Reset(plain)
 	for {

@@ -11,6 +11,8 @@ package transport
 
 import (
 	"context"
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -449,4 +451,80 @@ func TestReassemblyAttackBoundedByBytes(t *testing.T) {
 	d := <-victim
 	t.Logf("other connection: %d MiB in %v during the attack, %v before", victimBytes>>20, d, baseline)
 	requireConnUsable(t, vp)
+}
+
+// spoofLink wraps a link and reports chosen datagrams (matched by content)
+// as coming from another source address, as a NAT rebinding or a spoofer
+// re-sending a captured packet would.
+type spoofLink struct {
+	link.Link
+	mu    sync.Mutex
+	spoof map[string]netip.AddrPort
+}
+
+func (l *spoofLink) from(pkt []byte, addr netip.AddrPort) {
+	l.mu.Lock()
+	l.spoof[string(pkt)] = addr
+	l.mu.Unlock()
+}
+
+func (l *spoofLink) ReadBatch(msgs []link.Message) (int, error) {
+	n, err := l.Link.ReadBatch(msgs)
+	l.mu.Lock()
+	for i := range msgs[:n] {
+		if a, ok := l.spoof[string(msgs[i].Buf)]; ok {
+			msgs[i].Addr = a
+		}
+	}
+	l.mu.Unlock()
+	return n, err
+}
+
+// Only the newest authenticated packet may move the connection to a new
+// address: a reordered older packet (or a captured one re-sent from
+// elsewhere) arriving from an old or foreign address once moved it there.
+func TestMigrationOnlyOnNewestPacket(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 13})
+	sl := &spoofLink{Link: a, spoof: make(map[string]netip.AddrPort)}
+	scfg, ccfg := testConfig(t), testConfig(t)
+	scfg.KeepAlive, ccfg.KeepAlive = -1, -1
+	p := newPairOver(t, sl, b, scfg, ccfg)
+	f := newForger(t, p, b, a)
+	ctx := testCtx(t)
+	sc := p.serverConn
+	home := sc.RemoteAddr()
+	elsewhere := netip.MustParseAddrPort("192.0.2.7:4242")
+
+	accept := func(id uint64) {
+		t.Helper()
+		for {
+			rs, err := sc.AcceptStream(ctx)
+			require.NoError(t, err)
+			if rs.ID() == id {
+				return
+			}
+		}
+	}
+	// Two packets, each opening a stream; the older one arrives second,
+	// from elsewhere.
+	s1, err := p.clientConn.OpenStream()
+	require.NoError(t, err)
+	s2, err := p.clientConn.OpenStream()
+	require.NoError(t, err)
+	older, newer := f.pn(), f.pn()
+	f.write(f.seal(newer, wire.AppendStream(nil, s1.ID(), 0, []byte("n"), false)))
+	late := f.seal(older, wire.AppendStream(nil, s2.ID(), 0, []byte("o"), false))
+	sl.from(late, elsewhere)
+	f.write(late)
+	accept(s2.ID()) // the late packet was handled
+	require.Equal(t, home, sc.RemoteAddr(), "a reordered older packet moved the connection")
+
+	// The newest packet from a new address does move it (NAT rebinding).
+	s3, err := p.clientConn.OpenStream()
+	require.NoError(t, err)
+	moved := f.seal(f.pn(), wire.AppendStream(nil, s3.ID(), 0, []byte("m"), false))
+	sl.from(moved, elsewhere)
+	f.write(moved)
+	accept(s3.ID())
+	require.Equal(t, elsewhere, sc.RemoteAddr())
 }
