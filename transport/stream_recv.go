@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )
@@ -275,7 +276,10 @@ func (b *recvBuffer) add(s segment) {
 		i = int32(len(b.nodes) - 1)
 	}
 	if b.rng == 0 {
-		b.rng = 0x9e3779b9
+		// Seeded unpredictably (math/rand/v2 is randomly seeded per
+		// process): with known priorities a peer could order its offsets
+		// to make the treap a list and every operation linear.
+		b.rng = rand.Uint32() | 1
 	}
 	b.rng ^= b.rng << 13
 	b.rng ^= b.rng >> 17

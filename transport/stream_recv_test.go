@@ -115,6 +115,9 @@ func TestRecvBufferDescendingBytes(t *testing.T) {
 	}
 	require.ErrorIs(t, failed, errReassemblySegments)
 	require.Equal(t, maxSegmentsFor(window), b2.count)
+	// Balanced whatever the insertion order: depth stays logarithmic
+	// (4096 segments: log2 = 12).
+	require.Less(t, treapDepth(&b2, b2.root), 40)
 	b2.release()
 	require.Zero(t, acct.Load())
 }
@@ -158,4 +161,11 @@ func BenchmarkRecvBufferInOrder(b *testing.B) {
 			}
 		}
 	}
+}
+
+func treapDepth(b *recvBuffer, i int32) int {
+	if i == 0 {
+		return 0
+	}
+	return 1 + max(treapDepth(b, b.nodes[i].left), treapDepth(b, b.nodes[i].right))
 }
