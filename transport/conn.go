@@ -50,6 +50,15 @@ type Conn struct {
 	suite    Suite
 
 	peerAddr   atomic.Pointer[netip.AddrPort]
+	// addrValidated is set once the peer proved it receives at its address.
+	// A client dialed the address itself. A server learns it from the
+	// peer's first authenticated data packet: sealing one needs keys
+	// derived from the handshake response sent to that address. Until
+	// then the server's connection sends nothing (anti-amplification:
+	// an initiation with a spoofed source must not make us send to a
+	// victim more than the endpoint's one handshake response, which is
+	// smaller than the initiation).
+	addrValidated atomic.Bool
 	peerParams transportParams
 
 	sealer *handshake.Sealer // holder of sendMu only
@@ -225,6 +234,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 	c.ctrl.maxStreamData = make(map[uint64]uint64)
 	peer := p.peer
 	c.peerAddr.Store(&peer)
+	c.addrValidated.Store(p.isClient)
 	now := monotime.Now()
 	c.lastRecv.Store(int64(now))
 	c.lastSent.Store(int64(now))

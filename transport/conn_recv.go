@@ -81,6 +81,12 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		return
 	}
 	c.replay.Mark(hdr.PN)
+	if !c.addrValidated.Load() {
+		// The peer's first authenticated packet proves its address:
+		// whatever waited may go out now.
+		c.addrValidated.Store(true)
+		c.signalSend()
+	}
 	c.stats.packetsReceived.Add(1)
 	c.stats.bytesReceived.Add(uint64(len(pkt)))
 	c.lastRecv.Store(int64(now))

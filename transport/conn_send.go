@@ -480,6 +480,9 @@ func (c *Conn) maxPlain() int {
 // buildPacket fills p with the next packet to send. It returns false when
 // nothing may be sent now (nothing to do, pacing, or window).
 func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool {
+	if !c.addrValidated.Load() {
+		return false // anti-amplification: see Conn.addrValidated
+	}
 	rate := c.cc.PacingRate()
 	full := c.cfg.MaxPacketSize
 	if st.pacingAt > now {

@@ -13,9 +13,11 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flightline/flightline/transport/internal/monotime"
 	"github.com/flightline/flightline/transport/internal/wire"
 	"github.com/flightline/flightline/transport/link"
 	"github.com/flightline/flightline/transport/memlink"
@@ -527,4 +529,50 @@ func TestMigrationOnlyOnNewestPacket(t *testing.T) {
 	f.write(moved)
 	accept(s3.ID())
 	require.Equal(t, elsewhere, sc.RemoteAddr())
+}
+
+// Anti-amplification: a server connection sends nothing until the peer
+// proved it receives at its address (its first authenticated data packet,
+// which needs keys derived from the handshake response). Before, a server
+// that writes first sent its whole initial window — and retransmissions —
+// to whatever source address an initiation carried.
+func TestServerSendsNothingBeforeAddressValidated(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 14})
+	var mute atomic.Bool
+	mute.Store(true)
+	// The client's data packets (its confirmation PING included) never
+	// arrive while muted: the server has only the initiation.
+	b.SetImpairment(memlink.Impairment{Drop: func(pkt []byte) bool {
+		return mute.Load() && len(pkt) > 0 && pkt[0] == wire.TypeData
+	}})
+	scfg, ccfg := testConfig(t), testConfig(t)
+	scfg.KeepAlive, ccfg.KeepAlive = -1, -1
+	p := newPairOver(t, a, b, scfg, ccfg)
+	ctx := testCtx(t)
+	sc := p.serverConn
+
+	s, err := sc.OpenStream()
+	require.NoError(t, err)
+	want := randomData(15, 64<<10)
+	_, err = s.WriteContext(ctx, want)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	// Run a send pass ourselves, holding the send state, so whatever the
+	// server would send now is sent now.
+	sc.sendMu.Lock()
+	sc.fill(monotime.Now(), sc.send)
+	sent := sc.Stats().PacketsSent
+	sc.sendMu.Unlock()
+	require.Zero(t, sent, "server sent before the peer proved its address")
+	require.Zero(t, a.Stats().Sent-1, "only the handshake response went out")
+
+	// Once the client's packets arrive, the data flows.
+	mute.Store(false)
+	require.NoError(t, p.clientConn.SendMessage([]byte("here")))
+	rs, err := p.clientConn.AcceptStream(ctx)
+	require.NoError(t, err)
+	got := make([]byte, len(want))
+	_, err = readFull(ctx, rs, got)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
 }
