@@ -49,7 +49,7 @@ type Conn struct {
 	peerKey  PublicKey
 	suite    Suite
 
-	peerAddr   atomic.Pointer[netip.AddrPort]
+	peerAddr atomic.Pointer[netip.AddrPort]
 	// addrValidated is set once the peer proved it receives at its address.
 	// A client dialed the address itself. A server learns it from the
 	// peer's first authenticated data packet: sealing one needs keys
@@ -59,7 +59,7 @@ type Conn struct {
 	// victim more than the endpoint's one handshake response, which is
 	// smaller than the initiation).
 	addrValidated atomic.Bool
-	peerParams transportParams
+	peerParams    transportParams
 
 	sealer *handshake.Sealer // holder of sendMu only
 	opener *handshake.Opener // receive loop only
