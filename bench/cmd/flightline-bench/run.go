@@ -64,7 +64,8 @@ func conclude(recs []report.Record, execErr error, w io.Writer) error {
 		if r.Error == "" {
 			continue
 		}
-		line := fmt.Sprintf("%s/%s/%s rep %d: %s", r.Scenario, r.Case, r.Peer, r.Rep, r.Error)
+		line := fmt.Sprintf("%s/%s/%s rep %d: %s", r.Scenario, r.Case, r.Peer, r.Rep,
+			strings.ReplaceAll(strings.TrimSpace(r.Error), "\n", "; ")) // one line per run
 		switch {
 		case r.Harness:
 			ours = append(ours, "harness: "+line)

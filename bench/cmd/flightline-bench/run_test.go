@@ -21,7 +21,7 @@ func TestConclude(t *testing.T) {
 	ok := rec(matrix.Subject, "")
 	skipped := rec(matrix.FlightlineXDP, "")
 	skipped.Skipped = "not available: no AF_XDP"
-	quic := rec(matrix.QUIC, "client: dial 99 of 5000: timeout")
+	quic := rec(matrix.QUIC, "client: dial 99 of 5000: timeout\nserver: deadline exceeded")
 	kcp := rec(matrix.KCP, "server: deadline exceeded")
 	harness := rec(matrix.TCP, "build network: ip: exit status 1")
 	harness.Harness = true
@@ -35,7 +35,7 @@ func TestConclude(t *testing.T) {
 	}{
 		{name: "all ok", recs: []report.Record{ok, skipped}},
 		{name: "other peers failed", recs: []report.Record{ok, quic, kcp, skipped},
-			listed: []string{"2 of 4 runs of other peers failed", "quic-go rep 0: client: dial 99", "/kcp rep 0: server: deadline"}},
+			listed: []string{"2 of 4 runs of other peers failed", "quic-go rep 0: client: dial 99 of 5000: timeout; server: deadline exceeded\n", "/kcp rep 0: server: deadline"}},
 		{name: "flightline-udp failed", recs: []report.Record{rec(matrix.Subject, "verify: byte 17 differs"), quic},
 			fail:   []string{"1 of 2 runs failed", "flightline-udp rep 0: verify: byte 17 differs"},
 			listed: []string{"1 of 2 runs of other peers failed", "quic-go"}},
