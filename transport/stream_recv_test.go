@@ -84,7 +84,7 @@ func TestRecvBufferRandomModel(t *testing.T) {
 // the highest offset. Adjacent bytes coalesce into full chunks, so they cost
 // about their size; non-adjacent ones cost a segment each and hit the cap.
 func TestRecvBufferDescendingBytes(t *testing.T) {
-	const window = 1 << 20
+	const window = 256 << 10
 	data := randomData(3, window)
 	var acct atomic.Int64
 	var b recvBuffer
@@ -116,7 +116,7 @@ func TestRecvBufferDescendingBytes(t *testing.T) {
 	require.ErrorIs(t, failed, errReassemblySegments)
 	require.Equal(t, maxSegmentsFor(window), b2.count)
 	// Balanced whatever the insertion order: depth stays logarithmic
-	// (4096 segments: log2 = 12).
+	// (1024 segments: log2 = 10).
 	require.Less(t, treapDepth(&b2, b2.root), 40)
 	b2.release()
 	require.Zero(t, acct.Load())
