@@ -503,7 +503,8 @@ func TestConfigValidation(t *testing.T) {
 		{Interface: "x"},
 		{Interface: "x", Addr: netip.MustParseAddrPort("0.0.0.0:1")},
 		{Interface: "x", Addr: netip.MustParseAddrPort("10.0.0.1:1"), FrameSize: 1024},
-		{Interface: "x", Addr: netip.MustParseAddrPort("10.0.0.1:1"), NumFrames: 100},
+		{Interface: "x", Addr: netip.MustParseAddrPort("10.0.0.1:1"), RxFrames: 100},
+		{Interface: "x", Addr: netip.MustParseAddrPort("10.0.0.1:1"), TxFrames: 32},
 		{Interface: "x", Addr: netip.MustParseAddrPort("10.0.0.1:1"), Queues: -1},
 	} {
 		if _, err := Listen(c); err == nil {

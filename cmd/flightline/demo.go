@@ -15,6 +15,7 @@ import (
 
 	"github.com/flightline/flightline/testnet"
 	"github.com/flightline/flightline/transport"
+	"github.com/flightline/flightline/transport/link"
 )
 
 // demoFlags are the flags of `flightline demo`.
@@ -52,6 +53,10 @@ type demoReport struct {
 	SHA256Match    bool   `json:"sha256_match"`
 	Verified       int    `json:"streams_verified"`
 	Interrupted    bool   `json:"interrupted,omitempty"`
+	// The datapath's own drop and ring counters on each side (zero on
+	// datapaths that keep none); a lossless run keeps the drops at 0.
+	SenderLink   link.Counters `json:"sender_link"`
+	ReceiverLink link.Counters `json:"receiver_link"`
 }
 
 // runDemo runs a listener and a sender in one process and transfers
@@ -218,6 +223,7 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	conn.CloseContext(cctx)
 	cancel()
+	rep.SenderLink, rep.ReceiverLink = cliEP.Link().Caps().Counters, srvEP.Link().Caps().Counters
 
 	// Every stream the sender finished had its digest confirmed by the
 	// receiver; compare the receiver's own records too, in process.
@@ -323,4 +329,15 @@ func printDemo(e *env, r *demoReport) {
 	fmt.Fprintf(w, "sha256: %s (%d/%d streams verified on the receiving side)\n", match, r.Verified, r.Streams)
 	fmt.Fprintf(w, "sender stats: rtt %.3f ms (min %.3f ms), cwnd %s, packets sent %d, retransmits %d, lost %d\n",
 		r.RTTMS, r.MinRTTMS, formatSize(uint64(max(r.Cwnd, 0))), r.PacketsSent, r.Retransmits, r.Lost)
+	for _, side := range []struct {
+		name string
+		c    link.Counters
+	}{{"sender", r.SenderLink}, {"receiver", r.ReceiverLink}} {
+		if side.c == (link.Counters{}) {
+			continue
+		}
+		c := side.c
+		fmt.Fprintf(w, "%s datapath: rx dropped %d (fill ring empty %d, rx ring full %d), tx full waits %d, tx full errors %d, neighbour drops %d, fill low-water %d/%d\n",
+			side.name, c.RxDropped, c.RxFillRingEmpty, c.RxRingFull, c.TxFullWaits, c.TxFullErrors, c.NeighbourDrops, c.FillLowWater, c.FillSize)
+	}
 }
