@@ -71,6 +71,9 @@ func runSizes(b *testing.B, tx, rx link.Link) {
 			last.Store(time.Now().UnixNano())
 		}
 	}()
+	if x, ok := tx.(*Link); ok {
+		resolved(b, x, rx.LocalAddr().Addr())
+	}
 	for _, size := range []int{64, 1200} {
 		b.Run(map[int]string{64: "64B", 1200: "1200B"}[size], func(b *testing.B) {
 			msgs := make([]link.Message, 64)

@@ -21,6 +21,7 @@ func TestBurstWhileReaderBusyIsLossless(t *testing.T) {
 	rx := listenOn(t, n.A, Config{})
 	tx := listenOn(t, n.B, Config{})
 	dst := rx.LocalAddr()
+	resolved(t, tx, dst.Addr())
 
 	msgs := make([]link.Message, 0, 256)
 	for seq := uint32(0); seq < burst; {
@@ -74,6 +75,7 @@ func TestWriteBatchLargerThanTxRing(t *testing.T) {
 	c := newChecker(1000)
 	done := readLoop(rx, c)
 	const count = 1000
+	resolved(t, tx, rx.LocalAddr().Addr())
 	msgs := make([]link.Message, count)
 	for i := range msgs {
 		msgs[i] = link.Message{Buf: payload(uint32(i), 1000), Addr: rx.LocalAddr()}

@@ -15,7 +15,8 @@
 // Receiving copies each payload out of UMEM into the caller's buffer and
 // gives the frame straight back to the fill ring in the same pass. Sending
 // builds the eth/IP/UDP frame in a free TX frame of the first queue's
-// socket, with the destination MAC from the kernel's neighbour table.
+// socket, with the next hop's MAC resolved from the kernel's routing and
+// neighbour tables without blocking (see resolver).
 //
 // See docs/afxdp.md for the kernel traps this package works around.
 package xdp
@@ -65,7 +66,6 @@ const (
 	// worth keep TX busy.
 	DefaultTxFrames = 2048
 	bindRetry       = time.Second // EBUSY window after a previous socket on the queue closed
-	neighWait       = time.Second // how long WriteBatch waits for ARP/ND on a miss
 	// txWait bounds how long WriteBatch waits for a free TX frame before it
 	// returns ErrTxFull (transient) and lets the caller retry later.
 	txWait    = 100 * time.Millisecond
@@ -167,8 +167,8 @@ type Link struct {
 	rxMu    sync.Mutex // held by ReadBatch; guards pollfds, rxNext
 	pollfds []unix.PollFd
 	rxNext  int
-	txMu    sync.Mutex // held by WriteBatch; guards neigh and the TX rings
-	neigh   *neighbours
+	txMu    sync.Mutex // held by WriteBatch and the resolver's flush; guards the TX rings
+	nh      *resolver
 	stateMu sync.Mutex // held by Stats and Close
 }
 
@@ -218,10 +218,11 @@ func Listen(cfg Config) (_ *Link, err error) {
 		return nil, fmt.Errorf("create eventfd: %w", err)
 	}
 	undo.push(func() error { return unix.Close(l.wakeFD) })
-	if l.neigh, err = openNeighbours(l.ifindex); err != nil {
+	if l.nh, err = newResolver(l.ifindex, l.local.Addr()); err != nil {
 		return nil, err
 	}
-	undo.push(l.neigh.close)
+	l.nh.start(&l.txMu, l.sendQueued)
+	undo.push(l.nh.stop)
 
 	if l.devQueues, err = rxQueues(cfg.Interface); err != nil {
 		return nil, err
@@ -450,81 +451,128 @@ func (l *Link) receiveStack(msgs []link.Message) int {
 var ErrTxFull = fmt.Errorf("xdp: transmit ring full: %w", unix.EAGAIN)
 
 // WriteBatch implements link.Link. Datagrams go out through queue 0's
-// socket. It returns ErrTooLarge for a payload over the frame/MTU limit, an
-// error wrapping errNoNeighbour when the destination's MAC is unknown,
+// socket. It returns ErrTooLarge for a payload over the frame/MTU limit,
 // ErrTxFull (transient) when the TX ring stays full, and net.ErrClosed
 // after Close. A full TX ring is backpressure: WriteBatch kicks the kernel
 // and waits (bounded) for completions instead of dropping.
+//
+// Next hops are resolved without blocking (see resolver): a datagram to a
+// destination whose MAC is not known yet counts as handed over; it waits in
+// a bounded per-destination queue and goes out once the kernel resolved the
+// route and neighbour, or is dropped and counted (Stats.NeighbourDrops) if
+// that fails. So one unresolvable (even spoofed) destination never delays
+// the datagrams to others.
 func (l *Link) WriteBatch(msgs []link.Message) (int, error) {
 	l.txMu.Lock()
 	defer l.txMu.Unlock()
 	if l.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	s, c := l.socks[0], &l.counters[0]
+	b := l.newTxBatch(0)
 	now := time.Now()
-	hdr := frameHeader{SrcMAC: l.srcMAC, Src: l.local}
-	pending := uint32(0)
-	idx := uint32(0)
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		s.tx.Submit(pending)
-		c.tx.Add(uint64(pending))
-		pending = 0
-		if s.tx.NeedWakeup() {
-			return s.kick()
-		}
-		return nil
-	}
-	s.reap()
 	for i := range msgs {
 		m := &msgs[i]
 		dst := netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port())
 		if dst.Addr().Is4() != l.local.Addr().Is4() {
-			return i, errors.Join(flush(), fmt.Errorf("xdp: destination %v is not in the family of %v", m.Addr, l.local))
+			return i, errors.Join(b.flush(), fmt.Errorf("xdp: destination %v is not in the family of %v", m.Addr, l.local))
 		}
 		if len(m.Buf) > l.maxPayload {
-			return i, errors.Join(flush(), link.ErrTooLarge)
+			return i, errors.Join(b.flush(), link.ErrTooLarge)
 		}
-		mac, err := l.neigh.resolve(dst.Addr(), now, neighWait)
-		if err != nil {
-			return i, errors.Join(flush(), err)
+		mac := l.nh.next(dst, m.Buf, now)
+		if mac == nil {
+			continue // queued for the resolver, or dropped and counted
 		}
-		addr, ok := s.umem.alloc()
-		if !ok {
-			if err := flush(); err != nil {
-				return i, err
-			}
-			if addr, err = l.waitTXFrame(s, c); err != nil {
-				return i, err
-			}
-		}
-		if pending == 0 {
-			var got uint32
-			idx, got = s.tx.Reserve(s.tx.Size())
-			if got == 0 {
-				// Every slot in flight holds a frame, so a free frame
-				// implies a free slot unless the kernel misbehaves.
-				s.umem.release(addr)
-				return i, ErrTxFull
-			}
-		}
-		hdr.DstMAC, hdr.Dst = mac, dst
-		fn := buildFrame(s.umem.mem[addr:addr+uint64(s.umem.frameSize)], &hdr, m.Buf)
-		s.tx.Set(idx+pending, ringDesc(addr, fn))
-		pending++
-		if pending == batchSize {
-			if err := flush(); err != nil {
-				return i + 1, err
-			}
+		if err := b.add(mac, dst, m.Buf); err != nil {
+			return i, errors.Join(b.flush(), err)
 		}
 	}
-	if err := flush(); err != nil {
+	if err := b.flush(); err != nil {
 		return len(msgs), err
 	}
 	return len(msgs), nil
+}
+
+// sendQueued sends the datagrams that waited for dst's next hop. The
+// resolver calls it with txMu held.
+func (l *Link) sendQueued(dst netip.Addr, mac net.HardwareAddr, q []queued) {
+	if l.closed.Load() {
+		return
+	}
+	b := l.newTxBatch(0)
+	for i, m := range q {
+		if err := b.add(mac, netip.AddrPortFrom(dst, m.port), m.buf); err != nil {
+			l.nh.drops.Add(uint64(len(q) - i))
+			break
+		}
+	}
+	if err := b.flush(); err != nil && l.cfg.Logf != nil {
+		l.cfg.Logf("xdp: send datagrams queued for %v: %v", dst, err)
+	}
+}
+
+// txBatch builds frames into one socket's TX ring and submits them in
+// batches. Used with txMu held.
+type txBatch struct {
+	l            *Link
+	s            *socket
+	c            *queueCounters
+	hdr          frameHeader
+	pending, idx uint32
+}
+
+func (l *Link) newTxBatch(q int) txBatch {
+	b := txBatch{l: l, s: l.socks[q], c: &l.counters[q], hdr: frameHeader{SrcMAC: l.srcMAC, Src: l.local}}
+	b.s.reap()
+	return b
+}
+
+// add builds one frame. When no TX frame is free it submits what is
+// pending and waits (bounded) for completions.
+func (b *txBatch) add(mac net.HardwareAddr, dst netip.AddrPort, payload []byte) error {
+	s := b.s
+	addr, ok := s.umem.alloc()
+	if !ok {
+		if err := b.flush(); err != nil {
+			return err
+		}
+		var err error
+		if addr, err = b.l.waitTXFrame(s, b.c); err != nil {
+			return err
+		}
+	}
+	if b.pending == 0 {
+		var got uint32
+		b.idx, got = s.tx.Reserve(s.tx.Size())
+		if got == 0 {
+			// Every slot in flight holds a frame, so a free frame
+			// implies a free slot unless the kernel misbehaves.
+			s.umem.release(addr)
+			return ErrTxFull
+		}
+	}
+	b.hdr.DstMAC, b.hdr.Dst = mac, dst
+	fn := buildFrame(s.umem.mem[addr:addr+uint64(s.umem.frameSize)], &b.hdr, payload)
+	s.tx.Set(b.idx+b.pending, ringDesc(addr, fn))
+	b.pending++
+	if b.pending == batchSize {
+		return b.flush()
+	}
+	return nil
+}
+
+// flush submits the pending frames and kicks the kernel if it asks.
+func (b *txBatch) flush() error {
+	if b.pending == 0 {
+		return nil
+	}
+	b.s.tx.Submit(b.pending)
+	b.c.tx.Add(uint64(b.pending))
+	b.pending = 0
+	if b.s.tx.NeedWakeup() {
+		return b.s.kick()
+	}
+	return nil
 }
 
 // waitTXFrame kicks and reaps until a TX frame is free, for up to txWait,
@@ -577,6 +625,8 @@ func (l *Link) Close() error {
 	}
 	one := uint64(1)
 	unix.Write(l.wakeFD, unsafe.Slice((*byte)(unsafe.Pointer(&one)), 8))
+	// Before taking txMu: the resolver goroutine may be waiting for it.
+	nhErr := l.nh.stop()
 	l.rxMu.Lock()
 	defer l.rxMu.Unlock()
 	l.txMu.Lock()
@@ -587,7 +637,7 @@ func (l *Link) Close() error {
 	for q, s := range l.socks {
 		errs = append(errs, l.prog.Unregister(q), s.close())
 	}
-	errs = append(errs, l.prog.Close(), l.neigh.close(), unix.Close(l.reserve), unix.Close(l.wakeFD))
+	errs = append(errs, l.prog.Close(), nhErr, unix.Close(l.reserve), unix.Close(l.wakeFD))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close xdp link: %w", err)
 	}

@@ -74,6 +74,7 @@ func (l *Link) Stats() Stats {
 	st.ProgramAttached = l.prog.Attached()
 	st.StackRx = l.stackRx.Load()
 	st.StackOversize = l.stackBig.Load()
+	st.NeighbourDrops = l.nh.drops.Load()
 	st.Program, _ = l.prog.Counters()
 	for q, s := range l.socks {
 		c := &l.counters[q]
