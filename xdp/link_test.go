@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/flightline/flightline/bpf"
 	"github.com/flightline/flightline/testnet"
 	"github.com/flightline/flightline/transport/link"
@@ -484,19 +487,21 @@ func TestProbe(t *testing.T) {
 			t.Fatalf("cause %q", nse.Cause)
 		}
 	})
-	all := uint64(1<<capNetAdmin | 1<<capNetRaw | 1<<capBPF)
+	eperm := fmt.Errorf("load program: %w", unix.EPERM)
 	for _, tc := range []struct {
 		name  string
 		facts probeFacts
 		cause string
 	}{
-		{"ok", probeFacts{capEff: all, haveLink: true}, ""},
-		{"sys_admin instead of bpf", probeFacts{capEff: 1<<capNetAdmin | 1<<capNetRaw | 1<<capSysAdmin, haveLink: true}, ""},
-		{"unprivileged", probeFacts{capEff: 0, haveLink: true}, "not privileged"},
-		{"no bpf", probeFacts{capEff: 1<<capNetAdmin | 1<<capNetRaw, haveLink: true}, "not privileged"},
-		{"caps unreadable", probeFacts{capErr: os.ErrPermission}, "cannot read capabilities"},
-		{"no af_xdp", probeFacts{capEff: all, haveLink: true, xskErr: errors.New("address family not supported")}, "cannot create AF_XDP socket"},
-		{"no interface", probeFacts{capEff: all, ifErr: errors.New("no such network interface")}, "no such interface"},
+		{"ok", probeFacts{haveLink: true}, ""},
+		{"unprivileged bpf", probeFacts{progErr: eperm, mapErr: eperm, haveLink: true}, "not privileged"},
+		{"unprivileged socket", probeFacts{xskErr: unix.EPERM, haveLink: true}, "not privileged"},
+		{"no xdp programs", probeFacts{progErr: fmt.Errorf("XDP: %w", ebpf.ErrNotSupported), haveLink: true}, "kernel lacks XDP programs"},
+		{"no xskmap", probeFacts{mapErr: fmt.Errorf("XSKMap: %w", ebpf.ErrNotSupported), haveLink: true}, "kernel lacks XSKMAP maps"},
+		{"probe broken", probeFacts{progErr: errors.New("weird"), haveLink: true}, "cannot probe XDP programs"},
+		{"no af_xdp", probeFacts{haveLink: true, xskErr: unix.EAFNOSUPPORT}, "kernel lacks AF_XDP"},
+		{"socket fails", probeFacts{haveLink: true, xskErr: unix.EMFILE}, "cannot create AF_XDP socket"},
+		{"no interface", probeFacts{ifErr: errors.New("no such network interface")}, "no such interface"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := decide("eth0", tc.facts)
