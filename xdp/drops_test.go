@@ -1,10 +1,13 @@
 package xdp
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/flightline/flightline/bpf"
 	"github.com/flightline/flightline/testnet"
 	"github.com/flightline/flightline/transport/link"
 )
@@ -91,5 +94,67 @@ func TestWriteBatchLargerThanTxRing(t *testing.T) {
 		t.Errorf("a 1000-datagram batch through 64 TX frames never waited: %+v", st)
 	}
 	rx.Close()
+	<-done
+}
+
+// TestEveryQueueBothWays: on a 2-queue veth, an AF_XDP link exchanges
+// datagrams with 32 UDP sockets (32 connections). Sending, the destinations
+// spread over both TX queues (before, everything left through queue 0);
+// receiving, the peer's flows arrive on both RX queues, each served by its
+// socket. Every datagram arrives, none through the stack.
+func TestEveryQueueBothWays(t *testing.T) {
+	const conns, per = 32, 50
+	n := testnet.New(t, testnet.Config{Queues: 2})
+	l := listenOn(t, n.A, Config{Mode: bpf.ModeNative})
+	if l.Caps().Queues != 2 {
+		t.Fatalf("serving %d queues", l.Caps().Queues)
+	}
+	peers := make([]*net.UDPConn, conns)
+	var msgs []link.Message
+	for i := range peers {
+		peers[i] = udpOn(t, n.B, 0)
+		dst := netip.AddrPortFrom(n.B.Addr, uint16(peers[i].LocalAddr().(*net.UDPAddr).Port))
+		for j := range per {
+			msgs = append(msgs, link.Message{Buf: []byte(fmt.Sprintf("%d/%d", i, j)), Addr: dst})
+		}
+	}
+	resolved(t, l, n.B.Addr)
+	if k, err := l.WriteBatch(msgs); k != len(msgs) || err != nil {
+		t.Fatalf("WriteBatch: %d of %d: %v", k, len(msgs), err)
+	}
+	for i, p := range peers {
+		p.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		for j := range per {
+			k, err := p.Read(buf)
+			if err != nil || string(buf[:k]) != fmt.Sprintf("%d/%d", i, j) {
+				t.Fatalf("peer %d datagram %d: %q, %v", i, j, buf[:k], err)
+			}
+		}
+	}
+
+	c := newChecker(100)
+	done := readLoop(l, c)
+	seq := uint32(0)
+	for _, p := range peers {
+		for range per {
+			if _, err := p.WriteToUDPAddrPort(payload(seq, 100), l.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+		}
+	}
+	waitFor(t, "all datagrams from the peers", 5*time.Second, func() bool { return c.got.Load() == int64(seq) })
+	st := l.Stats()
+	for _, q := range st.Queues {
+		if q.TxPackets == 0 || q.RxPackets == 0 {
+			t.Errorf("queue %d carried tx %d rx %d: every queue must carry traffic both ways", q.Queue, q.TxPackets, q.RxPackets)
+		}
+	}
+	if st.StackRx != 0 || c.bad.Load() != 0 {
+		t.Errorf("stack %d, corrupted %d", st.StackRx, c.bad.Load())
+	}
+	t.Logf("tx per queue %d/%d, rx per queue %d/%d", st.Queues[0].TxPackets, st.Queues[1].TxPackets, st.Queues[0].RxPackets, st.Queues[1].RxPackets)
+	l.Close()
 	<-done
 }

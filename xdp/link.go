@@ -162,12 +162,12 @@ type Link struct {
 	stackRx  atomic.Uint64
 	stackBig atomic.Uint64 // datagrams on the reserving socket larger than the buffer
 
-	// Lock order: rxMu, txMu, stateMu. Close takes all three, so a
-	// teardown never races a reader, writer or Stats.
+	// Lock order: rxMu, the sockets' txMu (ascending queue), stateMu.
+	// Close takes them all, so a teardown never races a reader, writer or
+	// Stats.
 	rxMu    sync.Mutex // held by ReadBatch; guards pollfds, rxNext
 	pollfds []unix.PollFd
 	rxNext  int
-	txMu    sync.Mutex // held by WriteBatch and the resolver's flush; guards the TX rings
 	nh      *resolver
 	stateMu sync.Mutex // held by Stats and Close
 }
@@ -221,7 +221,7 @@ func Listen(cfg Config) (_ *Link, err error) {
 	if l.nh, err = newResolver(l.ifindex, l.local.Addr()); err != nil {
 		return nil, err
 	}
-	l.nh.start(&l.txMu, l.sendQueued)
+	l.nh.start(l.lockTX, l.sendQueued)
 	undo.push(l.nh.stop)
 
 	if l.devQueues, err = rxQueues(cfg.Interface); err != nil {
@@ -450,9 +450,11 @@ func (l *Link) receiveStack(msgs []link.Message) int {
 // the datagram later; nothing was dropped.
 var ErrTxFull = fmt.Errorf("xdp: transmit ring full: %w", unix.EAGAIN)
 
-// WriteBatch implements link.Link. Datagrams go out through queue 0's
-// socket. It returns ErrTooLarge for a payload over the frame/MTU limit,
-// ErrTxFull (transient) when the TX ring stays full, and net.ErrClosed
+// WriteBatch implements link.Link. Each datagram goes out through the
+// socket of queue txQueue(destination), so the connections (one per peer
+// address and port) spread over every queue, and on veth over the peer's
+// receive queues. It returns ErrTooLarge for a payload over the frame/MTU
+// limit, ErrTxFull (transient) when a TX ring stays full, and net.ErrClosed
 // after Close. A full TX ring is backpressure: WriteBatch kicks the kernel
 // and waits (bounded) for completions instead of dropping.
 //
@@ -462,57 +464,115 @@ var ErrTxFull = fmt.Errorf("xdp: transmit ring full: %w", unix.EAGAIN)
 // route and neighbour, or is dropped and counted (Stats.NeighbourDrops) if
 // that fails. So one unresolvable (even spoofed) destination never delays
 // the datagrams to others.
-func (l *Link) WriteBatch(msgs []link.Message) (int, error) {
-	l.txMu.Lock()
-	defer l.txMu.Unlock()
+func (l *Link) WriteBatch(msgs []link.Message) (n int, err error) {
+	var b txBatch
+	cur := -1
+	defer func() {
+		if cur >= 0 {
+			err = errors.Join(err, b.flush())
+			l.socks[cur].txMu.Unlock()
+		}
+	}()
 	if l.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	b := l.newTxBatch(0)
 	now := time.Now()
 	for i := range msgs {
 		m := &msgs[i]
 		dst := netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port())
 		if dst.Addr().Is4() != l.local.Addr().Is4() {
-			return i, errors.Join(b.flush(), fmt.Errorf("xdp: destination %v is not in the family of %v", m.Addr, l.local))
+			return i, fmt.Errorf("xdp: destination %v is not in the family of %v", m.Addr, l.local)
 		}
 		if len(m.Buf) > l.maxPayload {
-			return i, errors.Join(b.flush(), link.ErrTooLarge)
+			return i, link.ErrTooLarge
+		}
+		if q := l.txQueue(dst); q != cur {
+			if cur >= 0 {
+				err := b.flush()
+				l.socks[cur].txMu.Unlock()
+				cur = -1
+				if err != nil {
+					return i, err
+				}
+			}
+			l.socks[q].txMu.Lock()
+			cur = q
+			if l.closed.Load() {
+				return i, net.ErrClosed
+			}
+			b = l.newTxBatch(q)
 		}
 		mac := l.nh.next(dst, m.Buf, now)
 		if mac == nil {
 			continue // queued for the resolver, or dropped and counted
 		}
 		if err := b.add(mac, dst, m.Buf); err != nil {
-			return i, errors.Join(b.flush(), err)
+			return i, err
 		}
-	}
-	if err := b.flush(); err != nil {
-		return len(msgs), err
 	}
 	return len(msgs), nil
 }
 
-// sendQueued sends the datagrams that waited for dst's next hop. The
-// resolver calls it with txMu held.
+// txQueue maps a destination to the queue whose socket sends to it: a hash
+// of the address and port, so one connection stays on one queue (its
+// packets stay in order) and many connections spread over all of them.
+func (l *Link) txQueue(dst netip.AddrPort) int {
+	if len(l.socks) == 1 {
+		return 0
+	}
+	h := uint64(14695981039346656037) // FNV-1a
+	a := dst.Addr().As16()
+	for _, c := range a {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	h = (h ^ uint64(dst.Port()>>8)) * 1099511628211
+	h = (h ^ uint64(dst.Port()&0xff)) * 1099511628211
+	return int(h % uint64(len(l.socks)))
+}
+
+// lockTX locks every queue's TX side in ascending order and returns the
+// unlock.
+func (l *Link) lockTX() func() {
+	for _, s := range l.socks {
+		s.txMu.Lock()
+	}
+	return func() {
+		for i := len(l.socks) - 1; i >= 0; i-- {
+			l.socks[i].txMu.Unlock()
+		}
+	}
+}
+
+// sendQueued sends the datagrams that waited for dst's next hop, each on its
+// own queue. The resolver calls it with every TX queue locked.
 func (l *Link) sendQueued(dst netip.Addr, mac net.HardwareAddr, q []queued) {
 	if l.closed.Load() {
 		return
 	}
-	b := l.newTxBatch(0)
+	batches := map[int]*txBatch{}
 	for i, m := range q {
-		if err := b.add(mac, netip.AddrPortFrom(dst, m.port), m.buf); err != nil {
+		to := netip.AddrPortFrom(dst, m.port)
+		qi := l.txQueue(to)
+		b := batches[qi]
+		if b == nil {
+			nb := l.newTxBatch(qi)
+			b = &nb
+			batches[qi] = b
+		}
+		if err := b.add(mac, to, m.buf); err != nil {
 			l.nh.drops.Add(uint64(len(q) - i))
 			break
 		}
 	}
-	if err := b.flush(); err != nil && l.cfg.Logf != nil {
-		l.cfg.Logf("xdp: send datagrams queued for %v: %v", dst, err)
+	for _, b := range batches {
+		if err := b.flush(); err != nil && l.cfg.Logf != nil {
+			l.cfg.Logf("xdp: send datagrams queued for %v: %v", dst, err)
+		}
 	}
 }
 
 // txBatch builds frames into one socket's TX ring and submits them in
-// batches. Used with txMu held.
+// batches. Used with that socket's txMu held.
 type txBatch struct {
 	l            *Link
 	s            *socket
@@ -625,12 +685,11 @@ func (l *Link) Close() error {
 	}
 	one := uint64(1)
 	unix.Write(l.wakeFD, unsafe.Slice((*byte)(unsafe.Pointer(&one)), 8))
-	// Before taking txMu: the resolver goroutine may be waiting for it.
+	// Before taking the TX locks: the resolver goroutine may wait for them.
 	nhErr := l.nh.stop()
 	l.rxMu.Lock()
 	defer l.rxMu.Unlock()
-	l.txMu.Lock()
-	defer l.txMu.Unlock()
+	defer l.lockTX()()
 	l.stateMu.Lock()
 	defer l.stateMu.Unlock()
 	var errs []error

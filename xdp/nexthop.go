@@ -79,7 +79,7 @@ type dest struct {
 // resolver maps destination addresses to next-hop MAC addresses for the
 // TX path without ever blocking it.
 //
-// WriteBatch calls next under Link.txMu: a cache hit returns the MAC; a miss
+// WriteBatch calls next under a queue's TX lock: a cache hit returns the MAC; a miss
 // queues the datagram (bounded) and hands the destination to the resolver
 // goroutine over a channel. That goroutine alone does netlink I/O: it asks
 // the kernel's FIB for the route (RTM_GETROUTE with our source address, so
@@ -90,7 +90,8 @@ type dest struct {
 // expires every resolved entry, a neighbour change updates or expires the
 // entries using that next hop. No lock is held across netlink I/O.
 //
-// Lock order: Link.txMu, then resolver.mu.
+// Lock order: the TX queue locks (ascending; WriteBatch holds one at a
+// time), then resolver.mu.
 type resolver struct {
 	ifindex int
 	src     netip.Addr
@@ -98,9 +99,10 @@ type resolver struct {
 	ev      *rtnl // notifications: the event goroutine's
 	wakeFD  int   // eventfd that stops the event goroutine
 	// flush sends a settled destination's queued datagrams; called by the
-	// resolver goroutine with txMu held (see settle).
+	// resolver goroutine with every TX queue locked (see settle).
 	flush func(dst netip.Addr, mac net.HardwareAddr, q []queued)
-	txMu  sync.Locker
+	// lockTX locks every TX queue and returns the unlock.
+	lockTX func() (unlock func())
 
 	reqs   chan netip.Addr
 	events chan neighEvent
@@ -154,15 +156,15 @@ func newResolver(ifindex int, src netip.Addr) (_ *resolver, err error) {
 	return r, nil
 }
 
-func (r *resolver) start(txMu sync.Locker, flush func(netip.Addr, net.HardwareAddr, []queued)) {
-	r.txMu, r.flush = txMu, flush
+func (r *resolver) start(lockTX func() func(), flush func(netip.Addr, net.HardwareAddr, []queued)) {
+	r.lockTX, r.flush = lockTX, flush
 	r.wg.Add(2)
 	go r.run()
 	go r.listen()
 }
 
 // stop ends both goroutines and closes the sockets. The caller must not
-// hold txMu (the resolver goroutine may be waiting for it).
+// hold a TX lock (the resolver goroutine may be waiting for it).
 func (r *resolver) stop() error {
 	close(r.done)
 	one := uint64(1)
@@ -174,7 +176,7 @@ func (r *resolver) stop() error {
 // next returns the MAC to send a datagram for dst to, or nil when it is not
 // known yet; then buf has been copied into the destination's queue (sent
 // once resolved) or dropped and counted. It never blocks. The caller holds
-// txMu.
+// the TX lock of dst's queue.
 func (r *resolver) next(dst netip.AddrPort, buf []byte, now time.Time) net.HardwareAddr {
 	addr := dst.Addr()
 	r.mu.Lock()
@@ -373,11 +375,11 @@ func (r *resolver) onEvent(ev neighEvent, waiting map[netip.Addr]time.Time, vias
 
 // settle ends a resolution: with a MAC the entry is resolved and its queued
 // datagrams go out; with an error it fails (cached for failTTL) and they are
-// dropped. It takes txMu before mu (the lock order) so queued datagrams
-// leave before any the TX path sends with the new MAC.
+// dropped. It takes the TX locks before mu (the lock order) so queued
+// datagrams leave before any the TX path sends with the new MAC. Settling
+// is rare (once per destination), so it may lock every queue.
 func (r *resolver) settle(addr netip.Addr, mac net.HardwareAddr, via netip.Addr, err error) {
-	r.txMu.Lock()
-	defer r.txMu.Unlock()
+	defer r.lockTX()()
 	r.mu.Lock()
 	d := r.cache[addr]
 	if d == nil {

@@ -3,6 +3,7 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -75,6 +76,9 @@ type socketConfig struct {
 // four rings. RX side (rx, fill) belongs to the reader; TX side (tx, comp,
 // umem.free) to the writer.
 type socket struct {
+	// txMu serialises the TX side (tx, comp, umem.free): WriteBatch for
+	// destinations hashed to this queue, and the resolver's flush.
+	txMu       sync.Mutex
 	fd         int
 	queue      int
 	umem       umem
