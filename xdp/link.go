@@ -102,6 +102,8 @@ type Config struct {
 	// TxFrames is the number of transmit frames per queue, a power of two
 	// in 64..262144 (default DefaultTxFrames).
 	TxFrames int
+	// BusyPoll is off by default; see BusyPoll.
+	BusyPoll BusyPoll
 	// Logf, if set, receives setup diagnostics.
 	Logf func(string, ...any)
 }
@@ -140,7 +142,7 @@ func (c *Config) setDefaults() error {
 	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
 		return fmt.Errorf("xdp: unknown ZeroCopy mode %d", c.ZeroCopy)
 	}
-	return nil
+	return c.BusyPoll.setDefaults()
 }
 
 // Link is an AF_XDP link. See link.Link for the method contracts.
@@ -152,6 +154,7 @@ type Link struct {
 	local      netip.AddrPort
 	maxPayload int
 	zeroCopy   bool
+	busyPoll   bool // every socket has SO_PREFER_BUSY_POLL and SO_BUSY_POLL set
 
 	prog     *bpf.Program
 	socks    []*socket
@@ -265,11 +268,18 @@ func Listen(cfg Config) (_ *Link, err error) {
 		l.pollfds = append(l.pollfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
 	}
 	l.zeroCopy = l.socks[0].zeroCopy
+	fds := make([]int, len(l.socks))
+	for i, s := range l.socks {
+		fds[i] = s.fd
+	}
+	if l.busyPoll, err = busyPollSockets(fds, cfg.BusyPoll, cfg.Logf); err != nil {
+		return nil, err
+	}
 	l.pollfds = append(l.pollfds,
 		unix.PollFd{Fd: int32(l.reserve), Events: unix.POLLIN},
 		unix.PollFd{Fd: int32(l.wakeFD), Events: unix.POLLIN})
 	if cfg.Logf != nil {
-		cfg.Logf("xdp: listening on %s %v, %d of %d queues, mode %v, zero-copy %v", cfg.Interface, l.local, queues, l.devQueues, cfg.Mode, l.zeroCopy)
+		cfg.Logf("xdp: listening on %s %v, %d of %d queues, mode %v, zero-copy %v, busy poll %v", cfg.Interface, l.local, queues, l.devQueues, cfg.Mode, l.zeroCopy, l.busyPoll)
 	}
 	undo = nil
 	return l, nil
@@ -331,6 +341,7 @@ func (l *Link) ReadBatch(msgs []link.Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
+	var spinStart time.Time
 	for {
 		if l.closed.Load() {
 			return 0, net.ErrClosed
@@ -348,7 +359,23 @@ func (l *Link) ReadBatch(msgs []link.Message) (int, error) {
 			n += l.receiveStack(msgs[n:])
 		}
 		if n > 0 {
+			spinStart = time.Time{}
 			return n, nil
+		}
+		if l.busyPoll {
+			// Drive each queue's NAPI from here until Spin has passed
+			// without a packet, then sleep.
+			now := time.Now()
+			if spinStart.IsZero() {
+				spinStart = now
+			}
+			if now.Sub(spinStart) < l.cfg.BusyPoll.Spin {
+				for _, s := range l.socks {
+					s.wake()
+				}
+				continue
+			}
+			spinStart = time.Time{}
 		}
 		if _, err := unix.Poll(l.pollfds, -1); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, fmt.Errorf("poll AF_XDP sockets: %w", err)
@@ -405,6 +432,12 @@ func (l *Link) receive(q int, msgs []link.Message) int {
 	}
 	s.rx.Release(n)
 	s.fill.Submit(filled)
+	// need_wakeup: a zero-copy driver that found the fill ring empty sleeps
+	// until told there are frames again. (poll(2) does this too, but a busy
+	// reader may not get to poll for a long time.)
+	if filled > 0 && s.fill.NeedWakeup() {
+		s.wake()
+	}
 	// Low-water mark of the fill ring, read once per batch: how close the
 	// kernel came to finding no frame to receive into.
 	if q := s.fill.Queued(); q < s.fillLow.Load() {

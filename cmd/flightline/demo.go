@@ -24,6 +24,8 @@ type demoFlags struct {
 	size             sizeFlag
 	streams          int
 	datapath, netns  string
+	xdpMode          string
+	xdpBusyPoll      bool
 	seed             uint64
 	handshakeTimeout time.Duration
 }
@@ -34,6 +36,8 @@ func (f *demoFlags) register(fset *flag.FlagSet) {
 	fset.Var(&f.size, "size", "total bytes to transfer, split evenly over the streams (e.g. 64MiB, 1GB)")
 	fset.IntVar(&f.streams, "streams", 4, "concurrent streams")
 	fset.StringVar(&f.datapath, "datapath", "auto", "datapath: auto, udp or xdp")
+	fset.StringVar(&f.xdpMode, "xdp-mode", "auto", "XDP attach mode for the xdp datapath: auto, native or generic")
+	fset.BoolVar(&f.xdpBusyPoll, "xdp-busy-poll", false, "preferred busy polling on the AF_XDP sockets (logged fallback where unavailable)")
 	fset.StringVar(&f.netns, "netns", "auto", "run on a veth pair in network namespaces: auto (when root), on, or off (loopback)")
 	fset.Uint64Var(&f.seed, "seed", 1, "seed of the generated data")
 	fset.DurationVar(&f.handshakeTimeout, "handshake-timeout", 5*time.Second, "handshake timeout")
@@ -77,6 +81,8 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	switch {
 	case f.streams < 1 || f.streams > transport.DefaultMaxStreams:
 		return usagef("--streams %d: want 1..%d", f.streams, transport.DefaultMaxStreams)
+	case f.xdpMode != "auto" && f.xdpMode != "native" && f.xdpMode != "generic":
+		return usagef("--xdp-mode %q: want auto, native or generic", f.xdpMode)
 	case f.netns != "auto" && f.netns != "on" && f.netns != "off":
 		return usagef("--netns %q: want auto, on or off", f.netns)
 	case f.handshakeTimeout <= 0:
@@ -174,7 +180,8 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	var srvEP, cliEP *transport.Endpoint
 	err = st.srvRun(func() (err error) {
 		srvEP, err = transport.Listen(st.srvAddr, &transport.Config{
-			PrivateKey: skey, Datapath: f.datapath, Interface: st.srvIf, Logf: logf})
+			PrivateKey: skey, Datapath: f.datapath, Interface: st.srvIf, Logf: logf,
+			XDPMode: f.xdpMode, XDPBusyPoll: f.xdpBusyPoll})
 		return err
 	})
 	if err != nil {
@@ -184,6 +191,7 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	err = st.cliRun(func() (err error) {
 		cliEP, err = transport.Bind(st.cliAddr, &transport.Config{
 			Datapath: f.datapath, Interface: st.cliIf, Logf: logf,
+			XDPMode: f.xdpMode, XDPBusyPoll: f.xdpBusyPoll,
 			HandshakeTimeout: f.handshakeTimeout})
 		return err
 	})
