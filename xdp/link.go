@@ -41,8 +41,8 @@ import (
 type ZeroCopyMode int
 
 const (
-	// ZeroCopyAuto lets the kernel use zero-copy when the driver supports
-	// it and copy mode otherwise (veth: copy). The default.
+	// ZeroCopyAuto binds with XDP_ZEROCOPY and, when the driver refuses,
+	// again with XDP_COPY (veth: copy); Caps().Note says why. The default.
 	ZeroCopyAuto ZeroCopyMode = iota
 	// ZeroCopyRequire fails Listen unless the driver does zero-copy.
 	ZeroCopyRequire
@@ -702,6 +702,9 @@ func (l *Link) Caps() link.Caps {
 		Counters: l.Stats().Counters()}
 	if !l.zeroCopy {
 		c.Note = "copy mode: driver lacks AF_XDP zero-copy"
+		if r := l.socks[0].copyReason; r != "" {
+			c.Note = "copy mode: " + r
+		}
 	}
 	return c
 }

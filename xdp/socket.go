@@ -89,6 +89,7 @@ type socket struct {
 	maps       [][]byte // ring mappings, unmapped on close
 	rxSpare    []uint64 // RX frames waiting for fill ring space (reader-owned)
 	zeroCopy   bool
+	copyReason string        // why ZeroCopyAuto ended in copy mode, if it did
 	kickStalls atomic.Uint64 // kicks that left frames in the TX ring after txWait
 	// fillLow is the fewest frames seen on the fill ring right after a
 	// refill (reader writes, Stats reads).
@@ -262,21 +263,36 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 	return s, nil
 }
 
-// bind binds to (ifindex, queue). The kernel frees a closed socket's buffer
-// pool asynchronously, so binding within ~20 ms of closing the previous
-// socket on the queue fails with a transient EBUSY: retry until bindWait.
+// bind binds to (ifindex, queue). ZeroCopyAuto asks for zero-copy first
+// and, when the driver cannot do it (EOPNOTSUPP; EINVAL from drivers that
+// reject the flag), binds again in copy mode and records why in
+// s.copyReason. The kernel frees a closed socket's buffer pool
+// asynchronously, so binding within ~20 ms of closing the previous socket
+// on the queue fails with a transient EBUSY: retry until bindWait.
 func (s *socket) bind(cfg socketConfig) error {
-	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
 	switch cfg.zeroCopy {
 	case ZeroCopyRequire:
-		flags |= unix.XDP_ZEROCOPY
+		return s.bindFlags(cfg, unix.XDP_ZEROCOPY)
 	case ZeroCopyOff:
-		flags |= unix.XDP_COPY
+		return s.bindFlags(cfg, unix.XDP_COPY)
 	}
+	err := s.bindFlags(cfg, unix.XDP_ZEROCOPY)
+	if err == nil || !(errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		return err
+	}
+	s.copyReason = err.Error()
+	if cfg.logf != nil {
+		cfg.logf("xdp: queue %d: zero-copy bind refused, using copy mode: %v", cfg.queue, err)
+	}
+	return s.bindFlags(cfg, unix.XDP_COPY)
+}
+
+func (s *socket) bindFlags(cfg socketConfig, mode uint16) error {
+	flags := uint16(unix.XDP_USE_NEED_WAKEUP) | mode
 	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.ifindex), QueueID: uint32(cfg.queue)}
 	deadline := time.Now().Add(cfg.bindWait)
 	for {
-		err := unix.Bind(s.fd, sa)
+		err := bindXSK(s.fd, sa)
 		if err == nil {
 			return nil
 		}
@@ -285,14 +301,17 @@ func (s *socket) bind(cfg socketConfig) error {
 			continue
 		}
 		switch {
-		case errors.Is(err, unix.EOPNOTSUPP) && cfg.zeroCopy == ZeroCopyRequire:
+		case errors.Is(err, unix.EOPNOTSUPP) && mode == unix.XDP_ZEROCOPY:
 			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d: zero-copy not supported by the driver: %w", cfg.ifindex, cfg.queue, err)
 		case errors.Is(err, unix.EINVAL):
-			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d (queue beyond the device's?): %w", cfg.ifindex, cfg.queue, err)
+			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d (queue beyond the device's, or mode refused?): %w", cfg.ifindex, cfg.queue, err)
 		}
 		return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d: %w", cfg.ifindex, cfg.queue, err)
 	}
 }
+
+// bindXSK is unix.Bind; a variable so tests can play a zero-copy driver.
+var bindXSK = func(fd int, sa *unix.SockaddrXDP) error { return unix.Bind(fd, sa) }
 
 // transientKick reports sendto errors after which the kernel still owns
 // the unsent descriptors and will take them on a later kick: the copy-mode
