@@ -51,7 +51,10 @@ func TestZeroCopyFallback(t *testing.T) {
 	peer.Close()
 
 	modes = nil
-	err := n.A.Run(func() error { _, err := Listen(Config{Interface: n.A.Ifname, Addr: l.LocalAddr(), ZeroCopy: ZeroCopyRequire}); return err })
+	err := n.A.Run(func() error {
+		_, err := Listen(Config{Interface: n.A.Ifname, Addr: l.LocalAddr(), ZeroCopy: ZeroCopyRequire})
+		return err
+	})
 	if !errors.Is(err, unix.EOPNOTSUPP) || len(modes) != 1 {
 		t.Fatalf("ZeroCopyRequire on veth: %v (binds %v)", err, modes)
 	}
