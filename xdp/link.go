@@ -104,6 +104,14 @@ type Config struct {
 	// TxFrames is the number of transmit frames per queue, a power of two
 	// in 64..262144 (default DefaultTxFrames).
 	TxFrames int
+	// DisableMultiBuffer keeps frames to one UMEM frame even when the MTU
+	// needs more (no XDP_USE_SG): larger received frames are then dropped
+	// by the kernel (Stats.Diagnose: oversize frame) and WriteBatch takes
+	// at most FrameSize minus headers. Default false: multi-buffer is used
+	// when the MTU needs it and the kernel (≥ 6.6) has it. A zero-copy
+	// driver without zero-copy multi-buffer otherwise ends in copy mode
+	// under ZeroCopyAuto.
+	DisableMultiBuffer bool
 	// BusyPoll is off by default; see BusyPoll.
 	BusyPoll BusyPoll
 	// Logf, if set, receives setup diagnostics.
@@ -250,8 +258,9 @@ func Listen(cfg Config) (_ *Link, err error) {
 	if queues > l.devQueues {
 		return nil, fmt.Errorf("xdp: Queues %d but %s has %d receive queues", queues, cfg.Interface, l.devQueues)
 	}
-	frameLimit := min(iface.MTU+ethHeaderLen, cfg.FrameSize)
-	l.maxPayload = frameLimit - frameOverhead(l.local.Addr().Is6())
+	// Frames longer than a UMEM frame's receive room (FrameSize minus the
+	// 256-byte XDP headroom in copy mode) need multi-buffer AF_XDP.
+	sg := iface.MTU+ethHeaderLen > cfg.FrameSize-xdpHeadroom && !cfg.DisableMultiBuffer
 
 	if l.prog, err = bpf.Load([]uint16{l.local.Port()}, max(l.devQueues, 1)); err != nil {
 		return nil, err
@@ -265,7 +274,7 @@ func Listen(cfg Config) (_ *Link, err error) {
 	for q := range queues {
 		s, err := openSocket(socketConfig{
 			ifindex: l.ifindex, queue: q, frameSize: uint32(cfg.FrameSize), rxFrames: uint32(cfg.RxFrames), txFrames: uint32(cfg.TxFrames),
-			zeroCopy: cfg.ZeroCopy, bindWait: bindRetry, logf: cfg.Logf,
+			zeroCopy: cfg.ZeroCopy, bindWait: bindRetry, logf: cfg.Logf, sg: sg,
 		})
 		if err != nil {
 			return nil, err
@@ -281,6 +290,7 @@ func Listen(cfg Config) (_ *Link, err error) {
 		l.pollfds = append(l.pollfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
 	}
 	l.zeroCopy = l.socks[0].zeroCopy
+	l.maxPayload = l.payloadLimit(iface.MTU)
 	fds := make([]int, len(l.socks))
 	for i, s := range l.socks {
 		fds[i] = s.fd
@@ -400,6 +410,31 @@ func (l *Link) ReadBatch(msgs []link.Message) (int, error) {
 	}
 }
 
+// xdpHeadroom is XDP_PACKET_HEADROOM: where received data starts in a UMEM
+// frame in copy mode.
+const xdpHeadroom = 256
+
+// payloadLimit is the largest UDP payload WriteBatch sends: what the MTU
+// allows when every socket does multi-buffer (capped to the frames one
+// multi-buffer frame may have), else what fits in one UMEM frame.
+func (l *Link) payloadLimit(mtu int) int {
+	over := frameOverhead(l.local.Addr().Is6())
+	sg := true
+	for _, s := range l.socks {
+		sg = sg && s.sg
+	}
+	if !sg {
+		return min(mtu+ethHeaderLen, l.cfg.FrameSize) - over
+	}
+	const maxTxFrags = 17 // the kernel's MAX_SKB_FRAGS for the skb copy mode builds
+	return min(mtu+ethHeaderLen, maxTxFrags*l.cfg.FrameSize, 65535+ethHeaderLen) - over
+}
+
+// MaxPayload is the largest datagram WriteBatch accepts: it follows the
+// interface MTU (jumbo frames through multi-buffer AF_XDP when the kernel
+// has it).
+func (l *Link) MaxPayload() int { return l.maxPayload }
+
 // openEpoll builds l.ep over l.pollfds.
 func (l *Link) openEpoll() error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -455,33 +490,37 @@ func (l *Link) wait() error {
 // and returns frames to the fill ring in the same pass.
 func (l *Link) receive(q int, msgs []link.Message) int {
 	s, c := l.socks[q], &l.counters[q]
-	idx, n := s.rx.Peek(uint32(len(msgs)))
+	// With multi-buffer (XDP_USE_SG) one datagram may span several
+	// descriptors, so look at more descriptors than messages.
+	want := uint32(len(msgs))
+	if s.sg {
+		want = s.rx.Size()
+	}
+	idx, n := s.rx.Peek(want)
 	if n == 0 {
 		return 0
 	}
-	// The fill ring has room for twice the RX frames, so fn == n unless the
-	// kernel misbehaves; then the rest wait in rxSpare for a later pass.
-	fidx, fn := s.fill.Reserve(n + uint32(len(s.rxSpare)))
-	filled := uint32(0)
-	for ; filled < fn && len(s.rxSpare) > 0; filled++ {
-		s.fill.Set(fidx+filled, s.rxSpare[len(s.rxSpare)-1])
-		s.rxSpare = s.rxSpare[:len(s.rxSpare)-1]
-	}
 	delivered := 0
-	for i := range n {
-		d := s.rx.Desc(idx + i)
-		if base := d.Addr &^ uint64(s.umem.frameSize-1); filled < fn {
-			s.fill.Set(fidx+filled, base)
-			filled++
-		} else {
-			s.rxSpare = append(s.rxSpare, base)
+	used := uint32(0) // descriptors consumed: whole frames only
+	for used < n && delivered < len(msgs) {
+		// A frame is descriptors [used, end]: all but the last carry
+		// XDP_PKT_CONTD.
+		end := used
+		for end < n && s.rx.Desc(idx+end).Options&unix.XDP_PKT_CONTD != 0 {
+			end++
 		}
-		frame := s.umem.frame(d.Addr, d.Len)
-		if frame == nil {
-			c.drops[dropBadHeader].Add(1)
-			continue
+		if end == n {
+			if end-used < maxFrags {
+				break // its last buffer is not in the ring yet
+			}
+			end-- // more buffers than any frame has: drop them
 		}
-		p, reason := parseFrame(frame)
+		frame, reason := l.gather(s, idx+used, end-used+1)
+		used = end + 1
+		var p parsedFrame
+		if reason == dropNone {
+			p, reason = parseFrame(frame)
+		}
 		if reason == dropNone && (p.Dst.Port() != l.local.Port() || p.Dst.Addr() != l.local.Addr()) {
 			reason = dropNotOurs
 		}
@@ -498,7 +537,28 @@ func (l *Link) receive(q int, msgs []link.Message) int {
 		m.Addr = p.Src
 		delivered++
 	}
-	s.rx.Release(n)
+	if used == 0 {
+		return 0
+	}
+	// Give the consumed frames back. The fill ring has room for twice the
+	// RX frames, so all fit unless the kernel misbehaves; then the rest
+	// wait in rxSpare for a later pass.
+	fidx, fn := s.fill.Reserve(used + uint32(len(s.rxSpare)))
+	filled := uint32(0)
+	for ; filled < fn && len(s.rxSpare) > 0; filled++ {
+		s.fill.Set(fidx+filled, s.rxSpare[len(s.rxSpare)-1])
+		s.rxSpare = s.rxSpare[:len(s.rxSpare)-1]
+	}
+	for i := range used {
+		base := s.rx.Desc(idx+i).Addr &^ uint64(s.umem.frameSize-1)
+		if filled < fn {
+			s.fill.Set(fidx+filled, base)
+			filled++
+		} else {
+			s.rxSpare = append(s.rxSpare, base)
+		}
+	}
+	s.rx.Release(used)
 	s.fill.Submit(filled)
 	// need_wakeup: a zero-copy driver that found the fill ring empty sleeps
 	// until told there are frames again. (poll(2) does this too, but a busy
@@ -513,6 +573,37 @@ func (l *Link) receive(q int, msgs []link.Message) int {
 	}
 	c.rx.Add(uint64(delivered))
 	return delivered
+}
+
+// maxFrags bounds the buffers of one multi-buffer frame (the kernel's
+// MAX_SKB_FRAGS is 17, plus the head); a longer run of XDP_PKT_CONTD
+// descriptors is dropped as malformed.
+const maxFrags = 32
+
+// gather returns the frame held by the k descriptors from idx: the UMEM
+// bytes themselves for one descriptor, else a copy of all of them in the
+// socket's scratch buffer.
+func (l *Link) gather(s *socket, idx, k uint32) ([]byte, dropReason) {
+	if k == 1 {
+		d := s.rx.Desc(idx)
+		if f := s.umem.frame(d.Addr, d.Len); f != nil {
+			return f, dropNone
+		}
+		return nil, dropBadHeader
+	}
+	if k > maxFrags {
+		return nil, dropBadHeader
+	}
+	s.rxScratch = s.rxScratch[:0]
+	for i := range k {
+		d := s.rx.Desc(idx + i)
+		f := s.umem.frame(d.Addr, d.Len)
+		if f == nil {
+			return nil, dropBadHeader
+		}
+		s.rxScratch = append(s.rxScratch, f...)
+	}
+	return s.rxScratch, dropNone
 }
 
 // receiveStack drains datagrams that reached the reserving socket through
@@ -692,6 +783,10 @@ func (l *Link) newTxBatch(q int) txBatch {
 // pending and waits (bounded) for completions.
 func (b *txBatch) add(mac net.HardwareAddr, dst netip.AddrPort, payload []byte) error {
 	s := b.s
+	b.hdr.DstMAC, b.hdr.Dst = mac, dst
+	if frameOverhead(dst.Addr().Is6())+len(payload) > int(s.umem.frameSize) {
+		return b.addFrags(payload)
+	}
 	addr, ok := s.umem.alloc()
 	if !ok {
 		if err := b.flush(); err != nil {
@@ -702,21 +797,86 @@ func (b *txBatch) add(mac net.HardwareAddr, dst netip.AddrPort, payload []byte) 
 			return err
 		}
 	}
-	if b.pending == 0 {
-		var got uint32
-		b.idx, got = s.tx.Reserve(s.tx.Size())
-		if got == 0 {
-			// Every slot in flight holds a frame, so a free frame
-			// implies a free slot unless the kernel misbehaves.
-			s.umem.release(addr)
-			return ErrTxFull
-		}
+	if err := b.reserve(); err != nil {
+		s.umem.release(addr)
+		return err
 	}
-	b.hdr.DstMAC, b.hdr.Dst = mac, dst
 	fn := buildFrame(s.umem.mem[addr:addr+uint64(s.umem.frameSize)], &b.hdr, payload)
 	s.tx.Set(b.idx+b.pending, ringDesc(addr, fn))
 	b.pending++
-	if b.pending == batchSize {
+	if b.pending >= batchSize {
+		return b.flush()
+	}
+	return nil
+}
+
+// reserve reserves the TX ring's free slots when a batch starts. Every
+// slot in flight holds a frame and the ring has as many slots as there are
+// TX frames, so frames in hand always have slots unless the kernel
+// misbehaves.
+func (b *txBatch) reserve() error {
+	if b.pending > 0 {
+		return nil
+	}
+	var got uint32
+	b.idx, got = b.s.tx.Reserve(b.s.tx.Size())
+	if got == 0 {
+		return ErrTxFull
+	}
+	return nil
+}
+
+// addFrags sends a frame larger than one UMEM frame as a multi-buffer
+// frame (XDP_USE_SG): consecutive descriptors, all but the last marked
+// XDP_PKT_CONTD. All its frames are taken before any descriptor is
+// written, so a flush never splits a frame.
+func (b *txBatch) addFrags(payload []byte) error {
+	s := b.s
+	if !s.sg {
+		return link.ErrTooLarge
+	}
+	fs := int(s.umem.frameSize)
+	s.txScratch = s.txScratch[:cap(s.txScratch)]
+	if n := frameOverhead(b.hdr.Dst.Addr().Is6()) + len(payload); len(s.txScratch) < n {
+		s.txScratch = make([]byte, n)
+	}
+	n := buildFrame(s.txScratch, &b.hdr, payload)
+	k := (n + fs - 1) / fs
+	addrs := s.fragAddrs[:0]
+	for len(addrs) < k {
+		a, ok := s.umem.alloc()
+		if !ok {
+			err := b.flush()
+			if err == nil {
+				a, err = b.l.waitTXFrame(s, b.c)
+			}
+			if err != nil {
+				for _, a := range addrs {
+					s.umem.release(a)
+				}
+				return err
+			}
+		}
+		addrs = append(addrs, a)
+	}
+	s.fragAddrs = addrs
+	if err := b.reserve(); err != nil {
+		for _, a := range addrs {
+			s.umem.release(a)
+		}
+		return err
+	}
+	for i, a := range addrs {
+		chunk := s.txScratch[i*fs : min((i+1)*fs, n)]
+		copy(s.umem.mem[a:a+uint64(fs)], chunk)
+		d := ringDesc(a, len(chunk))
+		if i < k-1 {
+			d.Options = unix.XDP_PKT_CONTD
+		}
+		s.tx.Set(b.idx+b.pending, d)
+		b.pending++
+	}
+	if b.pending >= batchSize {
 		return b.flush()
 	}
 	return nil

@@ -123,7 +123,7 @@ func readLoop(l *Link, c *checker) (done chan struct{}) {
 		defer close(done)
 		msgs := make([]link.Message, 64)
 		for i := range msgs {
-			msgs[i].Buf = make([]byte, 4096)
+			msgs[i].Buf = make([]byte, max(4096, c.max))
 		}
 		for {
 			for i := range msgs {
@@ -375,7 +375,7 @@ func TestDiagnoseNoProgram(t *testing.T) {
 // dropped by the kernel (XDP_STATISTICS rx_dropped), the link keeps working.
 func TestDiagnoseOversize(t *testing.T) {
 	n := testnet.New(t, testnet.Config{MTU: 3000})
-	l := listenOn(t, n.A, Config{Mode: bpf.ModeNative})
+	l := listenOn(t, n.A, Config{Mode: bpf.ModeNative, DisableMultiBuffer: true})
 	c := newChecker(200)
 	readLoop(l, c)
 	peer := udpOn(t, n.B, 0)

@@ -68,6 +68,7 @@ type socketConfig struct {
 	rxFrames  uint32 // power of two >= 64: receive frames (RX ring size; fill ring is twice this)
 	txFrames  uint32 // power of two >= 64: transmit frames (TX and completion ring size)
 	zeroCopy  ZeroCopyMode
+	sg        bool          // bind with XDP_USE_SG: frames may span several UMEM frames
 	bindWait  time.Duration // how long to retry EBUSY on bind
 	logf      func(string, ...any)
 }
@@ -90,6 +91,10 @@ type socket struct {
 	rxSpare    []uint64 // RX frames waiting for fill ring space (reader-owned)
 	zeroCopy   bool
 	copyReason string        // why ZeroCopyAuto ended in copy mode, if it did
+	sg         bool          // bound with XDP_USE_SG
+	rxScratch  []byte        // reader: a multi-buffer frame gathered
+	txScratch  []byte        // writer: a multi-buffer frame built before splitting
+	fragAddrs  []uint64      // writer: the frames of one multi-buffer frame
 	kickStalls atomic.Uint64 // kicks that left frames in the TX ring after txWait
 	// fillLow is the fewest frames seen on the fill ring right after a
 	// refill (reader writes, Stats reads).
@@ -270,6 +275,22 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 // asynchronously, so binding within ~20 ms of closing the previous socket
 // on the queue fails with a transient EBUSY: retry until bindWait.
 func (s *socket) bind(cfg socketConfig) error {
+	err := s.bindMode(cfg)
+	if err != nil && cfg.sg && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+		// Multi-buffer needs Linux ≥ 6.6 (and, in zero-copy, driver
+		// support): run with frames limited to one UMEM frame.
+		if cfg.logf != nil {
+			cfg.logf("xdp: queue %d: multi-buffer (XDP_USE_SG) bind refused, frames limited to one UMEM frame: %v", cfg.queue, err)
+		}
+		cfg.sg = false
+		s.copyReason = ""
+		err = s.bindMode(cfg)
+	}
+	s.sg = err == nil && cfg.sg
+	return err
+}
+
+func (s *socket) bindMode(cfg socketConfig) error {
 	switch cfg.zeroCopy {
 	case ZeroCopyRequire:
 		return s.bindFlags(cfg, unix.XDP_ZEROCOPY)
@@ -289,6 +310,9 @@ func (s *socket) bind(cfg socketConfig) error {
 
 func (s *socket) bindFlags(cfg socketConfig, mode uint16) error {
 	flags := uint16(unix.XDP_USE_NEED_WAKEUP) | mode
+	if cfg.sg {
+		flags |= unix.XDP_USE_SG
+	}
 	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.ifindex), QueueID: uint32(cfg.queue)}
 	deadline := time.Now().Add(cfg.bindWait)
 	for {
