@@ -331,10 +331,12 @@ func checkAddrOn(iface *net.Interface, ip netip.Addr) error {
 // the bound address.
 func reservePort(addr netip.AddrPort) (int, netip.AddrPort, error) {
 	fam := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	var sa unix.Sockaddr
 	if addr.Addr().Is6() {
 		fam = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
 	}
 	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {

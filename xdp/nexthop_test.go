@@ -157,3 +157,40 @@ func TestNextHopFollowsChanges(t *testing.T) {
 		t.Fatalf("%d drops while refreshing", d)
 	}
 }
+
+// TestIPv6Peer: the route and neighbour lookups and the frames work over
+// IPv6 too (the testnet pair has IPv6 ULAs and static neighbours).
+func TestIPv6Peer(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	l := listenOn(t, n.A, Config{Addr: netip.AddrPortFrom(n.A.Addr6, testPort)})
+	var peer *net.UDPConn
+	if err := n.B.Run(func() (err error) {
+		peer, err = net.ListenUDP("udp6", &net.UDPAddr{IP: n.B.Addr6.AsSlice()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peerAddr := netip.AddrPortFrom(n.B.Addr6, uint16(peer.LocalAddr().(*net.UDPAddr).Port))
+	for i := range 3 {
+		if k, err := l.WriteBatch([]link.Message{{Buf: []byte("v6"), Addr: peerAddr}}); k != 1 || err != nil {
+			t.Fatalf("WriteBatch: %v", err)
+		}
+		buf := make([]byte, 16)
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:k]) != "v6" || from.Addr().Unmap() != n.A.Addr6 {
+			t.Fatalf("round %d: %q from %v: %v", i, buf[:k], from, err)
+		}
+		if _, err := peer.WriteToUDPAddrPort([]byte("back"), l.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		msgs := []link.Message{{Buf: make([]byte, 16)}}
+		if k, err := l.ReadBatch(msgs); k != 1 || err != nil || string(msgs[0].Buf) != "back" || msgs[0].Addr != peerAddr {
+			t.Fatalf("read %d %q from %v: %v", k, msgs[0].Buf, msgs[0].Addr, err)
+		}
+	}
+	if d := l.Stats().NeighbourDrops; d != 0 {
+		t.Fatalf("%d neighbour drops", d)
+	}
+}
