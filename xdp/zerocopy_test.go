@@ -55,12 +55,23 @@ func TestZeroCopyFallback(t *testing.T) {
 		_, err := Listen(Config{Interface: n.A.Ifname, Addr: l.LocalAddr(), ZeroCopy: ZeroCopyRequire})
 		return err
 	})
-	if !errors.Is(err, unix.EOPNOTSUPP) || len(modes) != 1 {
+	// (A bind right after Close may be retried on the kernel's transient
+	// EBUSY, so count modes, not binds.)
+	if !errors.Is(err, unix.EOPNOTSUPP) || !onlyMode(modes, unix.XDP_ZEROCOPY) {
 		t.Fatalf("ZeroCopyRequire on veth: %v (binds %v)", err, modes)
 	}
 	modes = nil
 	l = listenOn(t, n.A, Config{ZeroCopy: ZeroCopyOff})
-	if len(modes) != 1 || modes[0] != unix.XDP_COPY || l.Caps().Note != "copy mode: driver lacks AF_XDP zero-copy" {
+	if !onlyMode(modes, unix.XDP_COPY) || l.Caps().Note != "copy mode: driver lacks AF_XDP zero-copy" {
 		t.Fatalf("ZeroCopyOff: binds %v, caps %+v", modes, l.Caps())
 	}
+}
+
+func onlyMode(modes []uint16, m uint16) bool {
+	for _, x := range modes {
+		if x != m {
+			return false
+		}
+	}
+	return len(modes) > 0
 }
