@@ -49,9 +49,12 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		c.signalSend()
 		return
 	}
-	plain, err := c.opener.Open(pkt[wire.DataHeaderLen:wire.DataHeaderLen], pkt[:wire.DataHeaderLen], hdr.PN, pkt[wire.DataHeaderLen:])
+	plain, err := c.keys.open(now, hdr, pkt, c.pto())
 	if err != nil {
 		c.stats.dropDecrypt.Add(1)
+		if err == errIntegrityLimit {
+			c.closeKeyLimit(reasonIntegrityLimit)
+		}
 		return
 	}
 	// Validate every frame before acting on any.
