@@ -96,6 +96,7 @@ type packetKeys struct {
 	sendSecret  *handshake.TrafficSecret
 	sealer      *handshake.Sealer
 	sendFirstPN uint64 // number of the first packet sealer sealed (valid once it sealed one)
+	pingAsked   bool   // a PING was queued to get the due update confirmed (this generation)
 
 	// Receive half: receive loop only.
 	cur, next    *handshake.Opener
@@ -110,6 +111,9 @@ type packetKeys struct {
 	sendGen   atomic.Uint64 // sealer.Gen(), for Stats
 	initiated atomic.Uint64 // updates this side initiated
 	failures  atomic.Uint64 // authFailures, for Stats
+	// oldKeyOpens counts packets opened with the previous generation's key
+	// (reordered across an update), for Stats.
+	oldKeyOpens atomic.Uint64
 }
 
 // newPacketKeys takes over sess's generation-0 keys. It erases the receive
@@ -133,17 +137,24 @@ func newPacketKeys(sess *handshake.Session, limits keyLimits) *packetKeys {
 // ready prepares the send key for the next packet: it follows the peer to a
 // later generation, initiates an update when one is due and allowed, and
 // reports whether a packet other than the final CONNECTION_CLOSE may still
-// be sealed. largestAcked/haveAcked are the largest packet number the peer
-// acknowledged and whether it acknowledged any.
-func (k *packetKeys) ready(largestAcked uint64, haveAcked bool) bool {
+// be sealed (ok). largestAcked/haveAcked are the largest packet number the
+// peer acknowledged and whether it acknowledged any. ping asks the caller,
+// once per generation, to make a packet ack-eliciting: an update that is
+// due but unconfirmed waits for an ACK, and a side that sends only ACKs
+// would otherwise never get one.
+func (k *packetKeys) ready(largestAcked uint64, haveAcked bool) (ok, ping bool) {
 	for k.sendSecret.Gen() < k.peerGen.Load() {
 		k.stepSend() // the peer updated: follow (RFC 9001 §6.2)
 	}
-	if k.sealer.Sealed() >= k.limits.interval && k.confirmed(largestAcked, haveAcked) {
-		k.stepSend()
-		k.initiated.Add(1)
+	if k.sealer.Sealed() >= k.limits.interval {
+		if k.confirmed(largestAcked, haveAcked) {
+			k.stepSend()
+			k.initiated.Add(1)
+		} else if !k.pingAsked {
+			k.pingAsked, ping = true, true
+		}
 	}
-	return k.limits.confidentiality == 0 || k.sealer.Sealed()+1 < k.limits.confidentiality
+	return k.limits.confidentiality == 0 || k.sealer.Sealed()+1 < k.limits.confidentiality, ping
 }
 
 // confirmed reports whether the current send generation is confirmed, the
@@ -163,6 +174,7 @@ func (k *packetKeys) stepSend() {
 	k.sendSecret.Erase()
 	k.sendSecret = next
 	k.sealer = next.NewSealer()
+	k.pingAsked = false
 	k.sendGen.Store(next.Gen())
 }
 
@@ -213,6 +225,9 @@ func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pt
 		}
 		return nil, err
 	}
+	if o == k.prev {
+		k.oldKeyOpens.Add(1)
+	}
 	if o == k.next {
 		k.prev, k.prevUntil = k.cur, now.Add(keyDiscardPTOs*pto)
 		k.cur, k.curFirstPN = k.next, hdr.PN
@@ -245,7 +260,13 @@ func (c *Conn) closeKeyLimit(reason string) {
 // one packet left is the CONNECTION_CLOSE.
 func (c *Conn) keysReady() bool {
 	have := c.haveAcked.Load() // before largestAcked: valid once have is set
-	if c.keys.ready(c.largestAcked.Load(), have) {
+	ok, ping := c.keys.ready(c.largestAcked.Load(), have)
+	if ping {
+		c.ctrlMu.Lock()
+		c.ctrl.ping = true
+		c.ctrlMu.Unlock()
+	}
+	if ok {
 		return true
 	}
 	c.closeKeyLimit(reasonConfidentialityLimit)

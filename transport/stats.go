@@ -72,6 +72,9 @@ type Stats struct {
 	// PeerKeyUpdates counts the peer's key generations this side
 	// authenticated (its receive key's generation).
 	PeerKeyUpdates uint64
+	// PreviousKeyPackets counts packets that arrived after the peer's key
+	// update but were sealed before it, opened with the previous key.
+	PreviousKeyPackets uint64
 	// AuthFailures counts packets that failed authentication under any key
 	// (the RFC 9001 §6.6 integrity-limit count; a subset of
 	// DroppedUndecryptable, which also counts packets of a discarded key).
@@ -120,5 +123,6 @@ func (c *Conn) Stats() Stats {
 		KeyUpdatesInitiated:  c.keys.initiated.Load(),
 		PeerKeyUpdates:       c.keys.peerGen.Load(),
 		AuthFailures:         c.keys.failures.Load(),
+		PreviousKeyPackets:   c.keys.oldKeyOpens.Load(),
 	}
 }
