@@ -49,12 +49,8 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		c.signalSend()
 		return
 	}
-	plain, err := c.keys.open(now, hdr, pkt, c.pto())
-	if err != nil {
-		c.stats.dropDecrypt.Add(1)
-		if err == errIntegrityLimit {
-			c.closeKeyLimit(reasonIntegrityLimit)
-		}
+	plain, ok := c.openPacket(now, hdr, pkt)
+	if !ok {
 		return
 	}
 	// Validate every frame before acting on any.

@@ -111,6 +111,10 @@ type packetKeys struct {
 	sendGen   atomic.Uint64 // sealer.Gen(), for Stats
 	initiated atomic.Uint64 // updates this side initiated
 	failures  atomic.Uint64 // authFailures, for Stats
+	// sealedGen is the generation of the last packet sealed: the receiver
+	// accepts the peer's next update only once this side sent a packet
+	// under the current receive generation (errUpdateTooSoon).
+	sealedGen atomic.Uint64
 	// oldKeyOpens counts packets opened with the previous generation's key
 	// (reordered across an update), for Stats.
 	oldKeyOpens atomic.Uint64
@@ -185,6 +189,7 @@ func (k *packetKeys) seal(dst []byte, connID, pn uint64, plain []byte) []byte {
 		k.sendFirstPN = pn
 	}
 	b := wire.AppendDataHeader(dst, wire.DataHeader{ConnID: connID, PN: pn, KeyPhase: k.sendSecret.Phase()})
+	k.sealedGen.Store(k.sendSecret.Gen())
 	return k.sealer.Seal(b, b[:wire.DataHeaderLen], pn, plain)
 }
 
@@ -229,6 +234,9 @@ func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pt
 		k.oldKeyOpens.Add(1)
 	}
 	if o == k.next {
+		if g := k.cur.Gen(); g > 0 && k.sealedGen.Load() < g {
+			return nil, errUpdateTooSoon
+		}
 		k.prev, k.prevUntil = k.cur, now.Add(keyDiscardPTOs*pto)
 		k.cur, k.curFirstPN = k.next, hdr.PN
 		old := k.nextSecret
@@ -241,6 +249,34 @@ func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pt
 }
 
 var errIntegrityLimit = errors.New(reasonIntegrityLimit)
+
+// errUpdateTooSoon is an authenticated packet of a second key update before
+// this side sent anything under the first: the peer cannot have had the
+// first confirmed (RFC 9001 §6.2, KEY_UPDATE_ERROR). Refusing it also
+// bounds how often a peer can make the shared receive loop derive keys: at
+// most once per packet this side sends.
+var errUpdateTooSoon = errors.New("key update before the previous one was confirmed")
+
+// openPacket opens a data packet for the receive path: a packet that does
+// not authenticate (or needs a discarded key) is a counted drop; one that
+// breaks an AEAD limit or the key update rules also closes the connection.
+func (c *Conn) openPacket(now monotime.Time, hdr wire.DataHeader, pkt []byte) ([]byte, bool) {
+	plain, err := c.keys.open(now, hdr, pkt, c.pto())
+	switch err {
+	case nil:
+		return plain, true
+	case errIntegrityLimit:
+		c.stats.dropDecrypt.Add(1)
+		c.closeKeyLimit(reasonIntegrityLimit)
+	case errUpdateTooSoon:
+		c.stats.protocolErrors.Add(1)
+		c.cfg.Logf("flightline: conn %x: closing: %v", c.localID, err)
+		c.CloseWithErrorAsync(1, err.Error())
+	default:
+		c.stats.dropDecrypt.Add(1)
+	}
+	return nil, false
+}
 
 // closeKeyLimit closes the connection because an AEAD limit was reached:
 // CONNECTION_CLOSE code 1 with reason, and ErrKeyLimit for local callers.

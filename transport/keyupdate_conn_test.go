@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightline/flightline/transport/internal/handshake"
 	"github.com/flightline/flightline/transport/internal/wire"
 	"github.com/flightline/flightline/transport/link"
 	"github.com/flightline/flightline/transport/memlink"
@@ -317,4 +318,39 @@ func TestKeyUpdateByAckOnlySide(t *testing.T) {
 	// The client follows each update with its next packet; the last one
 	// may have come after its last packet.
 	require.GreaterOrEqual(t, cs.KeyUpdates+1, ss.KeyUpdates)
+}
+
+// A peer that rolls its keys twice in a row, without this side having sent
+// a packet in between, is closed with a protocol violation: an honest peer
+// needs this side's acknowledgement under the first update before it may
+// start a second (docs/protocol.md §5.3). This also bounds how often a
+// peer can make the shared receive loop derive keys.
+func TestKeyUpdateTwiceWithoutConfirmationCloses(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 13})
+	p := newPairOver(t, a, b, testConfig(t), testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	openedStream(t, ctx, p)
+
+	c := p.clientConn
+	c.sendMu.Lock()
+	gen1 := c.keys.sendSecret.Next()
+	c.sendMu.Unlock()
+	gen2 := gen1.Next()
+	seal := func(sec *handshake.TrafficSecret, pn uint64, plain []byte) []byte {
+		h := wire.AppendDataHeader(nil, wire.DataHeader{ConnID: c.remoteID, PN: pn, KeyPhase: sec.Phase()})
+		return sec.NewSealer().Seal(h, h[:wire.DataHeaderLen], pn, plain)
+	}
+	// The first carries only PADDING: not ack-eliciting, so the server has
+	// no reason to send anything before the second arrives.
+	inject(t, b, a, seal(gen1, 9000, []byte{0, 0, 0}), seal(gen2, 9001, wire.AppendPing(nil)))
+
+	se := connErr(t, p.serverConn)
+	require.Equal(t, uint64(1), se.Code)
+	require.Equal(t, errUpdateTooSoon.Error(), se.Reason)
+	st := p.serverConn.Stats()
+	require.EqualValues(t, 1, st.PeerKeyUpdates, "the first update was followed, the second refused")
+	require.Zero(t, st.AuthFailures)
+	// (The real client then rejects the server's CONNECTION_CLOSE packet's
+	// ACK of packet numbers only the forger used; that is not under test.)
 }

@@ -191,3 +191,25 @@ func TestDefaultKeyLimits(t *testing.T) {
 	_, err = (&Config{KeyUpdateInterval: -1}).populate()
 	require.Error(t, err)
 }
+
+// A peer that updates a second time before this side sent anything under
+// the first cannot have had the first confirmed: the packet is refused
+// (errUpdateTooSoon, which closes the connection) and no key moves. Once
+// this side has sent a packet of the new generation, the next update is
+// accepted.
+func TestPacketKeysSecondUpdateTooSoon(t *testing.T) {
+	a, b := keyPair(t, SuiteAESGCM, keyLimits{interval: 1 << 40, integrity: 100})
+	now := monotime.Time(1e9)
+	a.stepSend()
+	gen1 := a.seal(nil, 7, 10, []byte{10})
+	a.stepSend()
+	gen2 := a.seal(nil, 7, 11, []byte{11})
+	require.NoError(t, deliver(t, b, now, gen1))
+	require.EqualValues(t, 1, b.peerGen.Load())
+	require.ErrorIs(t, deliver(t, b, now, gen2), errUpdateTooSoon)
+	require.EqualValues(t, 1, b.peerGen.Load(), "refused: no key moved")
+
+	sealPN(t, b, 0, 0, false) // b sends under generation 1 (it follows)
+	require.NoError(t, deliver(t, b, now, gen2))
+	require.EqualValues(t, 2, b.peerGen.Load())
+}
