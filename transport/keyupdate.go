@@ -202,9 +202,11 @@ func (k *packetKeys) seal(dst []byte, connID, pn uint64, plain []byte) []byte {
 // current generation, else with the next key. Key state changes only after
 // a packet authenticated: a next-phase packet that fails changes nothing
 // (it is counted), one that opens makes the next key current and keeps the
-// old one for keyDiscardPTOs × pto for reordered packets. It returns
-// errIntegrityLimit once more packets failed than the limit allows.
-func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pto time.Duration) ([]byte, error) {
+// old one for keyDiscardPTOs × pto() for reordered packets (pto is only
+// called then). It returns errIntegrityLimit once more packets failed than
+// the limit allows, and errUpdateTooSoon for an update the peer cannot have
+// had confirmed.
+func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pto func() time.Duration) ([]byte, error) {
 	if k.prev != nil && now.After(k.prevUntil) {
 		k.prev = nil
 	}
@@ -237,7 +239,7 @@ func (k *packetKeys) open(now monotime.Time, hdr wire.DataHeader, pkt []byte, pt
 		if g := k.cur.Gen(); g > 0 && k.sealedGen.Load() < g {
 			return nil, errUpdateTooSoon
 		}
-		k.prev, k.prevUntil = k.cur, now.Add(keyDiscardPTOs*pto)
+		k.prev, k.prevUntil = k.cur, now.Add(keyDiscardPTOs*pto())
 		k.cur, k.curFirstPN = k.next, hdr.PN
 		old := k.nextSecret
 		k.nextSecret = old.Next()
@@ -261,7 +263,7 @@ var errUpdateTooSoon = errors.New("key update before the previous one was confir
 // not authenticate (or needs a discarded key) is a counted drop; one that
 // breaks an AEAD limit or the key update rules also closes the connection.
 func (c *Conn) openPacket(now monotime.Time, hdr wire.DataHeader, pkt []byte) ([]byte, bool) {
-	plain, err := c.keys.open(now, hdr, pkt, c.pto())
+	plain, err := c.keys.open(now, hdr, pkt, c.pto)
 	switch err {
 	case nil:
 		return plain, true

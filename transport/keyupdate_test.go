@@ -33,7 +33,7 @@ func deliver(t *testing.T, to *packetKeys, now monotime.Time, pkt []byte) error 
 	hdr, err := wire.ParseDataHeader(pkt)
 	require.NoError(t, err)
 	pkt = append([]byte(nil), pkt...)
-	plain, err := to.open(now, hdr, pkt, 10*time.Millisecond)
+	plain, err := to.open(now, hdr, pkt, func() time.Duration { return 10 * time.Millisecond })
 	if err == nil {
 		require.Equal(t, []byte{byte(hdr.PN)}, plain)
 	}
