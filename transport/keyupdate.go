@@ -284,11 +284,14 @@ func (c *Conn) openPacket(now monotime.Time, hdr wire.DataHeader, pkt []byte) ([
 // CONNECTION_CLOSE code 1 with reason, and ErrKeyLimit for local callers.
 func (c *Conn) closeKeyLimit(reason string) {
 	c.ctrlMu.Lock()
-	if c.ctrl.closeFrame == nil {
+	first := c.ctrl.closeFrame == nil
+	if first {
 		c.ctrl.closeFrame = &closeFrame{code: 1, reason: reason}
 	}
 	c.ctrlMu.Unlock()
-	c.cfg.Logf("flightline: conn %x: closing: %s", c.localID, reason)
+	if first {
+		c.cfg.Logf("flightline: conn %x: closing: %s", c.localID, reason)
+	}
 	c.shutdown(&ConnError{Code: 1, Reason: reason, Err: ErrKeyLimit})
 }
 
