@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,15 +74,17 @@ func TestKeyUpdateBulkTransfer(t *testing.T) {
 // holdLink delays one data packet: the first that hold picks is held back
 // and delivered right behind the first later packet that release picks, in
 // the same read batch (so the endpoint handles both at one instant). The
-// receiving endpoint reads it; the writing side is untouched.
+// receiving endpoint reads it; the writing side is untouched. ReadBatch
+// runs on the endpoint's receive loop only (no lock: the test must not
+// block behind a read that waits for the next packet); released is read
+// by the test.
 type holdLink struct {
 	*memlink.Link
 	hold, release func(wire.DataHeader) bool
 
-	mu       sync.Mutex
 	q        []heldMsg // packets read from the link, not yet returned (own copies)
 	held     *link.Message
-	released bool
+	released atomic.Bool
 }
 
 type heldMsg struct {
@@ -91,8 +93,6 @@ type heldMsg struct {
 }
 
 func (l *holdLink) ReadBatch(msgs []link.Message) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if len(l.q) == 0 {
 		buf := make([]link.Message, len(msgs))
 		for i := range buf {
@@ -105,11 +105,12 @@ func (l *holdLink) ReadBatch(msgs []link.Message) (int, error) {
 		for _, m := range buf[:n] {
 			hdr, herr := wire.ParseDataHeader(m.Buf)
 			switch {
-			case herr == nil && l.held == nil && !l.released && l.hold(hdr):
+			case herr == nil && l.held == nil && !l.released.Load() && l.hold(hdr):
 				l.held = &m
 			case herr == nil && l.held != nil && l.release(hdr):
 				l.q = append(l.q, heldMsg{m: m, pairHead: true}, heldMsg{m: *l.held})
-				l.held, l.released = nil, true
+				l.held = nil
+				l.released.Store(true)
 			default:
 				l.q = append(l.q, heldMsg{m: m})
 			}
@@ -148,12 +149,9 @@ func TestKeyUpdateReorderedAcrossUpdate(t *testing.T) {
 	}
 	l := defaultLimitsEvery(interval)
 	p := newPairOver(t, hl, b, keyTestConfig(t, SuiteAESGCM, l), keyTestConfig(t, SuiteAESGCM, l))
-	transferStreams(t, p, 1, 1<<20)
+	transferStreams(t, p, 1, 2<<20)
 
-	hl.mu.Lock()
-	released := hl.released
-	hl.mu.Unlock()
-	require.True(t, released, "the held packet (pn %d) went out behind the first phase-1 packet", heldPN)
+	require.True(t, hl.released.Load(), "the held packet (pn %d) went out behind the first phase-1 packet", heldPN)
 	ss := p.serverConn.Stats()
 	require.GreaterOrEqual(t, ss.PeerKeyUpdates, uint64(3))
 	require.Equal(t, uint64(1), ss.PreviousKeyPackets, "the reordered packet opened with the previous key")
