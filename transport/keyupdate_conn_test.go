@@ -351,9 +351,18 @@ func TestKeyUpdateTwiceWithoutConfirmationCloses(t *testing.T) {
 		h := wire.AppendDataHeader(nil, wire.DataHeader{ConnID: c.remoteID, PN: pn, KeyPhase: sec.Phase()})
 		return sec.NewSealer().Seal(h, h[:wire.DataHeaderLen], pn, plain)
 	}
-	// The first carries only PADDING: not ack-eliciting, so the server has
-	// no reason to send anything before the second arrives.
+	// The server must not send between the two (an ACK or probe still due
+	// from the exchange above would make the second update legitimate):
+	// hold its send state while its receive loop, which never takes
+	// sendMu, handles both and closes the connection.
+	srv := p.serverConn
+	srv.sendMu.Lock()
 	inject(t, b, a, seal(gen1, 9000, []byte{0, 0, 0}), seal(gen2, 9001, wire.AppendPing(nil)))
+	select {
+	case <-srv.closed:
+	case <-time.After(10 * time.Second):
+	}
+	srv.sendMu.Unlock()
 
 	se := connErr(t, p.serverConn)
 	require.Equal(t, uint64(1), se.Code)
