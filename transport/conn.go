@@ -61,8 +61,7 @@ type Conn struct {
 	addrValidated atomic.Bool
 	peerParams    transportParams
 
-	sealer *handshake.Sealer // holder of sendMu only
-	opener *handshake.Opener // receive loop only
+	keys   *packetKeys // send half: holder of sendMu; receive half: receive loop (keyupdate.go)
 	replay handshake.ReplayWindow
 
 	nextPN       atomic.Uint64
@@ -193,8 +192,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 		peerKey:    p.peerKey,
 		suite:      p.suite,
 		peerParams: p.peerParams,
-		sealer:     p.session.Send,
-		opener:     p.session.Recv,
+		keys:       newPacketKeys(p.session, cfg.keyLimits(p.suite)),
 		ledger: flight.NewLedger(flight.Config{
 			Check:  cfg.CheckInvariants,
 			Strict: cfg.CheckInvariants,

@@ -51,9 +51,8 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		c.stats.dropDuplicate.Add(1)
 		return
 	}
-	plain, err := c.opener.Open(pkt[wire.DataHeaderLen:wire.DataHeaderLen], pkt[:wire.DataHeaderLen], hdr.PN, pkt[wire.DataHeaderLen:])
-	if err != nil {
-		c.stats.dropDecrypt.Add(1)
+	plain, ok := c.openPacket(now, hdr, pkt)
+	if !ok {
 		return
 	}
 	// Validate every frame before acting on any.
