@@ -288,4 +288,3 @@ func (e *Endpoint) Dial(ctx context.Context, addr netip.AddrPort, remote PublicK
 		}
 	}
 }
-
