@@ -53,7 +53,8 @@ type handshaker struct {
 	jobs      chan hsJob
 	workersWG sync.WaitGroup
 	bufs      sync.Pool // *[link.MaxPacketSize]byte
-	beforeJob func()    // test hook: runs in a worker before each job
+	beforeJob func()    // test hooks: run around each handled message
+	afterJob  func()
 
 	globalMu sync.Mutex
 	global   tokenBucket // HandshakeRate: the "under load" trigger
@@ -122,7 +123,8 @@ var (
 type handshakerOptions struct {
 	now       func() time.Time // default time.Now
 	workers   int              // default max(1, GOMAXPROCS/2), at most 8
-	beforeJob func()           // runs in a worker before each job
+	beforeJob func()           // runs before each handshake message is handled
+	afterJob  func()           // runs after
 }
 
 func newHandshaker(e *Endpoint, cfg *Config, listening bool, opt handshakerOptions) (*handshaker, error) {
@@ -134,6 +136,7 @@ func newHandshaker(e *Endpoint, cfg *Config, listening bool, opt handshakerOptio
 		params:    paramsFromConfig(cfg).append(nil),
 		jobs:      make(chan hsJob, handshakeQueueLen),
 		beforeJob: opt.beforeJob,
+		afterJob:  opt.afterJob,
 		sources:   newSourceLimiter(SourceHandshakeRate, SourceHandshakeBurst, maxSourceBuckets),
 		logs:      newLogThrottle(handshakeLogInterval, maxLogSources),
 		dials:     make(map[uint64]*dialState),
@@ -218,19 +221,26 @@ func (h *handshaker) close() {
 
 func (h *handshaker) worker() {
 	for j := range h.jobs {
-		if h.beforeJob != nil {
-			h.beforeJob()
-		}
-		b := j.buf[:j.n]
-		switch j.typ {
-		case handshake.TypeInitiation:
-			h.handleInitiation(b, j.from)
-		case handshake.TypeResponse:
-			h.handleResponse(b, j.from)
-		case handshake.TypeCookieReply:
-			h.handleCookie(b)
-		}
+		h.handle(j.typ, j.buf[:j.n], j.from)
 		h.bufs.Put(j.buf)
+	}
+}
+
+// handle processes one handshake message.
+func (h *handshaker) handle(typ byte, b []byte, from netip.AddrPort) {
+	if h.beforeJob != nil {
+		h.beforeJob()
+	}
+	switch typ {
+	case handshake.TypeInitiation:
+		h.handleInitiation(b, from)
+	case handshake.TypeResponse:
+		h.handleResponse(b, from)
+	case handshake.TypeCookieReply:
+		h.handleCookie(b)
+	}
+	if h.afterJob != nil {
+		h.afterJob()
 	}
 }
 
