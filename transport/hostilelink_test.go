@@ -115,7 +115,6 @@ func (h *hostileLink) ReadBatch(msgs []link.Message) (int, error) {
 	return n, nil
 }
 
-
 // waitConsumed blocks until the reader has handled every injected datagram.
 func (h *hostileLink) waitConsumed(t testing.TB) {
 	t.Helper()
