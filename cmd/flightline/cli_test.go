@@ -282,7 +282,11 @@ func TestErrorsAreOneLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errs := runCmd(t, context.Background(), tc.args...)
+			// Bounded: a command that should have failed but runs (a
+			// listener) ends with the context and fails the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code, _, errs := runCmd(t, ctx, tc.args...)
 			require.Equal(t, tc.code, code, errs)
 			requireOneLine(t, errs, tc.want)
 		})
