@@ -132,7 +132,7 @@ func runListen(ctx context.Context, args []string, e *env) error {
 		e.ready(ep.LocalAddr(), ep.PublicKey())
 	}
 	srv := &server{
-		ep:     ep,
+		ep: ep,
 		rc: &receiver{dir: f.dir, force: f.force, maxSize: uint64(f.maxSize), headerTimeout: f.headerTimeout,
 			peers: newPeerLimits(f.maxPeerStreams, uint64(f.maxPeerBytes))},
 		stdout: &lockedWriter{w: e.stdout},
