@@ -105,6 +105,19 @@ func (e *Endpoint) Close() error {
 		e.link.Close()
 		<-e.recvDone
 		e.hs.close()
+		// Connections that completed while the first round closed (the
+		// receive loop and workers were still running) close now; every
+		// connection left has a running send loop (hs.close started the
+		// pending ones' teardown).
+		e.connsMu.RLock()
+		conns = conns[:0]
+		for _, c := range e.conns {
+			conns = append(conns, c)
+		}
+		e.connsMu.RUnlock()
+		for _, c := range conns {
+			c.CloseWithError(0, "endpoint closed")
+		}
 	})
 	return nil
 }

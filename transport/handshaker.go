@@ -61,7 +61,7 @@ type handshaker struct {
 	sources  *sourceLimiter
 	logs     *logThrottle
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	dials    map[uint64]*dialState
 	resp     respCache
 	pending  map[uint64]*pendingConn
@@ -505,15 +505,16 @@ func (h *handshaker) validated(c *Conn) {
 	}
 }
 
-// pendingFor returns the pending connection with that ID, if any. Cheap
-// when none is pending: the receive loop calls it for every data packet.
+// isPending reports whether the connection with that ID waits for its
+// address proof. Cheap when none does: the receive loop calls it for every
+// data packet.
 func (h *handshaker) isPending(id uint64) bool {
 	if h.npending.Load() == 0 {
 		return false
 	}
-	h.mu.Lock()
+	h.mu.RLock()
 	_, ok := h.pending[id]
-	h.mu.Unlock()
+	h.mu.RUnlock()
 	return ok
 }
 
@@ -549,8 +550,8 @@ type dialState struct {
 }
 
 func (h *handshaker) dialFor(id uint64) *dialState {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.dials[id]
 }
 
