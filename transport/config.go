@@ -112,7 +112,9 @@ type Config struct {
 	FixedRate float64
 
 	// HandshakeRate is how many initiations per second a listener processes
-	// before it demands a stateless cookie round trip. Default 1000.
+	// before it demands a stateless cookie round trip. Default 1000. Under
+	// load, initiations with a valid cookie are further limited per source
+	// (SourceHandshakeRate, SourceHandshakeBurst).
 	HandshakeRate int
 	// MaxMessageSize bounds SendMessage payloads. Default and maximum 1200.
 	MaxMessageSize int

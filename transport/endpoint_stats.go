@@ -11,9 +11,10 @@ type endpointStats struct {
 }
 
 // EndpointStats counts datagrams the endpoint dropped before any connection
-// saw them, and handshake activity. Every handshake message that is not
-// answered is counted in exactly one of the Dropped*, HandshakeQueueDrops,
-// HandshakesRateLimited or ConnectionsRefused counters.
+// saw them, and handshake activity. A rejected handshake message is counted
+// in one of the Dropped*, HandshakeQueueDrops, HandshakesRateLimited or
+// ConnectionsRefused counters (a duplicate of a response already processed
+// is ignored uncounted).
 type EndpointStats struct {
 	DroppedMalformed    uint64 // too short or unknown packet type
 	DroppedUnknownConn  uint64 // data for a connection ID we do not have

@@ -105,7 +105,7 @@ const (
 
 // connCodeBusy is the CONNECTION_CLOSE code a listener sends to a
 // connection it completed but cannot hand to the application (the accept
-// queue is full).
+// queue is full): SERVER_BUSY in docs/protocol.md §13.3.
 const connCodeBusy = 2
 
 // Reasons an initiation is refused before any cryptography.
