@@ -576,7 +576,13 @@ func (h *handshaker) handleResponse(b []byte, from netip.AddrPort) {
 		h.stats.dropHandshake.Add(1)
 		return
 	}
-	c, err := h.connFromHandshake(res, id, from, true)
+	// The connection starts at the address we dialed, not the response's
+	// source: an authenticated response can still arrive from elsewhere
+	// (a multihomed server answering from another address, or a copy an
+	// on-path party replayed from an address of its choosing), and only
+	// the dialed address is one we chose. The peer moving later is the
+	// connection's path validation's business.
+	c, err := h.connFromHandshake(res, id, ds.addr, true)
 	if err != nil {
 		// The responder authenticated but sent parameters we cannot use:
 		// the dial fails with the reason instead of timing out.

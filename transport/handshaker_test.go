@@ -12,6 +12,7 @@ import (
 
 	"github.com/flightline/flightline/transport/internal/handshake"
 	"github.com/flightline/flightline/transport/internal/wire"
+	"github.com/flightline/flightline/transport/memlink"
 	"github.com/stretchr/testify/require"
 )
 
@@ -412,4 +413,60 @@ func BenchmarkHandshakeFloodGoodput(b *testing.B) {
 	b.ReportMetric(mb/base.Seconds(), "MB/s-base")
 	b.ReportMetric(mb/flooded.Seconds(), "MB/s-flood")
 	b.ReportMetric(base.Seconds()/flooded.Seconds(), "goodput-ratio")
+}
+
+// A dialer keeps the address it dialed: a valid response that arrives from
+// another source address (replayed there by an on-path party, or sent by a
+// multihomed server from another address) does not redirect the new
+// connection. Before, the client adopted the response's source.
+func TestDialKeepsDialedAddress(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 11})
+	responses := make(chan []byte, 8)
+	a.SetImpairment(memlink.Impairment{Drop: func(pkt []byte) bool {
+		if len(pkt) > 0 && pkt[0] == handshake.TypeResponse {
+			select {
+			case responses <- append([]byte(nil), pkt...):
+			default:
+			}
+			return true
+		}
+		return false
+	}})
+	srv, err := NewEndpoint(a, testConfig(t), true)
+	require.NoError(t, err)
+	defer srv.Close()
+	hl := newHostileLink(b, a.LocalAddr())
+	cli, err := NewEndpoint(hl, testConfig(t), false)
+	require.NoError(t, err)
+	defer cli.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	elsewhere := netip.MustParseAddrPort("198.51.100.99:7")
+	go func() {
+		select {
+		case resp := <-responses:
+			hl.inject(resp, elsewhere)
+		case <-ctx.Done():
+		}
+	}()
+	c, err := cli.Dial(ctx, a.LocalAddr(), srv.PublicKey())
+	require.NoError(t, err)
+	require.Equal(t, a.LocalAddr(), c.RemoteAddr())
+	// And the connection works: the server accepts it (the client's PING
+	// went to the dialed address) and data flows.
+	sc, err := srv.Accept(ctx)
+	require.NoError(t, err)
+	s, err := c.OpenStream()
+	require.NoError(t, err)
+	_, err = s.Write([]byte("hi"))
+	require.NoError(t, err)
+	rs, err := sc.AcceptStream(ctx)
+	require.NoError(t, err)
+	buf := make([]byte, 2)
+	_, err = io.ReadFull(readerCtx{ctx, rs}, buf)
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(buf))
+	sent, _ := hl.sent(elsewhere)
+	require.Empty(t, sent, "nothing sent to the response's source")
 }
