@@ -470,3 +470,33 @@ func TestDialKeepsDialedAddress(t *testing.T) {
 	sent, _ := hl.sent(elsewhere)
 	require.Empty(t, sent, "nothing sent to the response's source")
 }
+
+// BenchmarkRateLimitedInitiation is the listener's cost of one flood
+// initiation that carries a valid cookie but finds its source's bucket
+// empty: the price of the flood in TestHandshakeFloodCryptoBounded, per
+// datagram, after the receive loop handed it over (cache lookup, limits,
+// mac1, mac2, bucket).
+func BenchmarkRateLimitedInitiation(b *testing.B) {
+	scfg := testConfig(b)
+	legit, err := GenerateKey()
+	require.NoError(b, err)
+	scfg.AllowedPeers = []PublicKey{legit.Public()}
+	scfg.HandshakeRate = 10
+	r := newHostileRig(b, scfg, handshakerOptions{})
+	flooder := netip.MustParseAddrPort("198.51.100.7:4000")
+	in := rawInitiator(b, r.srv.PublicKey(), validParams(b))
+	cookieFor(b, r, in, flooder)
+	flood, err := in.Retry()
+	require.NoError(b, err)
+	h := r.srv.hs
+	for range SourceHandshakeBurst {
+		h.handle(handshake.TypeInitiation, flood, flooder)
+	}
+	before := r.srv.Stats()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.handle(handshake.TypeInitiation, flood, flooder)
+	}
+	after := r.srv.Stats()
+	require.Equal(b, before.InitiationsProcessed, after.InitiationsProcessed, "every one rate-limited")
+}
