@@ -39,6 +39,8 @@ const (
 	UDPBlast       = "udp-blast"
 	UDPGSOBlast    = "udp-gso-blast"
 	XDPBlast       = "xdp-blast"
+	XDPBlastBP     = "xdp-blast-busypoll"
+	FlightlineXDPB = "flightline-xdp-busypoll"
 	// SubjectNoRelease is the subject with its abort release disabled by
 	// the bench-only switch: the reference design's behaviour.
 	SubjectNoRelease = "flightline-udp, release off"
@@ -51,7 +53,7 @@ const (
 func Flightline(peer string) bool { return strings.HasPrefix(peer, "flightline") }
 
 // AllPeers is every peer in report column order.
-var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast}
+var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast, XDPBlastBP}
 
 // RatioPeers are the peers the subject is compared with in ratio columns.
 var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast}
@@ -126,7 +128,7 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		return testnet.Config{AtoB: imp, BtoA: imp}
 	}
 	reliable := []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt}
-	pingPeers := []string{UDPBlast, XDPBlast, Subject, FlightlineXDP, TCP, QUIC, KCP, KCPCrypt}
+	pingPeers := []string{UDPBlast, XDPBlast, XDPBlastBP, Subject, FlightlineXDP, FlightlineXDPB, TCP, QUIC, KCP, KCPCrypt}
 	ping := peer.Spec{Scenario: peer.Ping, Messages: sz.PingMessages, Warmup: max(10, sz.PingMessages/10), MessageSize: 64}
 	scale := peer.Spec{Scenario: peer.Scale, Conns: sz.ScaleConns, Concurrency: 64}
 

@@ -27,12 +27,15 @@ const (
 	NameUDP        = "flightline-udp"
 	NameXDP        = "flightline-xdp"
 	NameXDPGeneric = "flightline-xdp-generic"
+	// NameXDPBusyPoll is flightline-xdp with preferred busy polling on.
+	NameXDPBusyPoll = "flightline-xdp-busypoll"
 )
 
 func init() {
 	peer.Register(NameUDP, &flPeer{datapath: "udp"})
 	peer.Register(NameXDP, &flPeer{datapath: "xdp", xdpMode: "native"})
 	peer.Register(NameXDPGeneric, &flPeer{datapath: "xdp", xdpMode: "generic"})
+	peer.Register(NameXDPBusyPoll, &flPeer{datapath: "xdp", xdpMode: "native", busyPoll: true})
 }
 
 // flPeer is flightline on one datapath. It holds no state between runs:
@@ -40,6 +43,7 @@ func init() {
 type flPeer struct {
 	datapath string // transport.Config.Datapath: "udp" or "xdp"
 	xdpMode  string // transport.Config.XDPMode when datapath is "xdp"
+	busyPoll bool   // transport.Config.XDPBusyPoll
 }
 
 // Serve implements peer.Peer.
@@ -90,6 +94,7 @@ func (p *flPeer) config(key transport.PrivateKey, ifname string) *transport.Conf
 	if p.datapath == "xdp" {
 		c.Interface = ifname
 		c.XDPMode = p.xdpMode
+		c.XDPBusyPoll = p.busyPoll
 	}
 	return c
 }
@@ -164,6 +169,8 @@ func (p *flPeer) name() string {
 		return NameUDP
 	case p.xdpMode == "generic":
 		return NameXDPGeneric
+	case p.busyPoll:
+		return NameXDPBusyPoll
 	}
 	return NameXDP
 }
