@@ -548,7 +548,7 @@ func TestSpecClientSendsFile(t *testing.T) {
 	keyPath, serverPub := writeKey(t, dir)
 	out := filepath.Join(dir, "out")
 	require.NoError(t, os.Mkdir(out, 0o755))
-	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp")
+	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp", "--allow-any")
 
 	file := make([]byte, 300<<10)
 	rand.Read(file)
