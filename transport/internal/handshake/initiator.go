@@ -50,12 +50,14 @@ type InitiatorConfig struct {
 type Initiator struct {
 	cfg       InitiatorConfig
 	pub       PublicKey // of cfg.Static
+	static    dhKey     // cfg.Static, prepared once
 	ss        [32]byte  // DH(s, rs), the same for every attempt
 	mac1Key   [32]byte  // for messages to Remote
 	cookieKey [32]byte  // opens Remote's cookie replies
 
 	// Current attempt.
 	eph    PrivateKey
+	ephDH  dhKey          // eph, prepared
 	hs     symmetricState // after the initiation was written
 	msg    []byte
 	lastTS timestamp
@@ -89,13 +91,18 @@ func NewInitiator(cfg InitiatorConfig) (*Initiator, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
+	static, err := newDHKey(&cfg.Static)
+	if err != nil {
+		return nil, fmt.Errorf("new initiator: %w", err)
+	}
 	i := &Initiator{
 		cfg:       cfg,
-		pub:       cfg.Static.Public(),
+		pub:       static.public(),
+		static:    static,
 		mac1Key:   mac1Key(&cfg.Remote),
 		cookieKey: cookieKey(&cfg.Remote),
 	}
-	ss, err := dh(&cfg.Static, &cfg.Remote)
+	ss, err := dh(static, &cfg.Remote)
 	if err != nil {
 		return nil, fmt.Errorf("new initiator: remote key: %w", err)
 	}
@@ -122,7 +129,12 @@ func (i *Initiator) Retry() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ephemeral: %w", err)
 	}
-	ephPub := eph.Public()
+	ephDH, err := newDHKey(&eph)
+	if err != nil {
+		clear(eph[:])
+		return nil, fmt.Errorf("ephemeral: %w", err)
+	}
+	ephPub := ephDH.public()
 
 	// Timestamps are strictly increasing per Initiator even if the clock
 	// stalls or steps back, so a Retry is never rejected as a replay of
@@ -141,7 +153,7 @@ func (i *Initiator) Retry() ([]byte, error) {
 	// -> e
 	hs.mixHash(ephPub[:])
 	// -> es
-	k, err := hs.mixDH(&eph, &i.cfg.Remote)
+	k, err := hs.mixDH(ephDH, &i.cfg.Remote)
 	if err != nil {
 		return nil, fmt.Errorf("remote key: %w", err)
 	}
@@ -166,7 +178,7 @@ func (i *Initiator) Retry() ([]byte, error) {
 	msg = append(msg, mac2[:]...)
 
 	clear(i.eph[:])
-	i.eph, i.hs, i.msg, i.lastTS = eph, hs, msg, ts
+	i.eph, i.ephDH, i.hs, i.msg, i.lastTS = eph, ephDH, hs, msg, ts
 	return msg, nil
 }
 
@@ -224,11 +236,11 @@ func (i *Initiator) Finish(resp []byte) (*Result, error) {
 	// <- e
 	hs.mixHash(re[:])
 	// <- ee
-	if _, err := hs.mixDH(&i.eph, &re); err != nil {
+	if _, err := hs.mixDH(i.ephDH, &re); err != nil {
 		return nil, fmt.Errorf("finish: responder ephemeral: %w", err)
 	}
 	// <- se
-	k, err := hs.mixDH(&i.cfg.Static, &re)
+	k, err := hs.mixDH(i.static, &re)
 	if err != nil {
 		return nil, fmt.Errorf("finish: responder ephemeral: %w", err)
 	}
@@ -254,6 +266,7 @@ func (i *Initiator) Finish(resp []byte) (*Result, error) {
 	}
 	i.done = true
 	clear(i.eph[:])
+	i.ephDH = dhKey{}
 	i.hs.wipe()
 	return &Result{
 		Session:    sess,

@@ -1,15 +1,13 @@
 package handshake
 
 import (
+	"crypto/ecdh"
 	"crypto/subtle"
 	"fmt"
 	"hash"
-	"io"
 
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/crypto/curve25519"
-	"golang.org/x/crypto/hkdf"
 )
 
 // Noise protocol constants. Changing either one is a wire-incompatible
@@ -69,7 +67,7 @@ func (s *symmetricState) mixKey(ikm []byte) [32]byte {
 // mixDH is mixKey(DH(priv, pub)). X25519 with a low-order point yields all
 // zeros; that is rejected (ErrMalformed), since it would make the key
 // independent of our secret.
-func (s *symmetricState) mixDH(priv *PrivateKey, pub *PublicKey) ([32]byte, error) {
+func (s *symmetricState) mixDH(priv dhKey, pub *PublicKey) ([32]byte, error) {
 	shared, err := dh(priv, pub)
 	if err != nil {
 		return [32]byte{}, err
@@ -115,10 +113,15 @@ func (s *symmetricState) split() (i2r, r2i [32]byte) { return kdf2(&s.ck, nil) }
 
 func (s *symmetricState) wipe() { clear(s.ck[:]); clear(s.h[:]) }
 
-func dh(priv *PrivateKey, pub *PublicKey) ([32]byte, error) {
+// dh is X25519(priv, pub): one scalar multiplication.
+func dh(priv dhKey, pub *PublicKey) ([32]byte, error) {
 	var out [32]byte
-	b, err := curve25519.X25519(priv[:], pub[:])
+	p, err := ecdh.X25519().NewPublicKey(pub[:]) // fails only on length
 	if err != nil {
+		return out, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	b, err := priv.k.ECDH(p)
+	if err != nil { // the all-zero result of a low-order point
 		return out, fmt.Errorf("%w: low-order public key", ErrMalformed)
 	}
 	copy(out[:], b)
@@ -134,23 +137,61 @@ func newBlake2s() hash.Hash {
 	return h
 }
 
-// kdf2 is the Noise HKDF with two outputs. Noise's HKDF is HKDF-Extract
-// with salt=ck followed by HKDF-Expand with empty info (RFC 5869), so the
-// library implementation computes exactly the same bytes.
+// kdf2 is the Noise HKDF with two outputs: HKDF-Extract with salt=ck
+// followed by HKDF-Expand with empty info (RFC 5869), over HMAC-BLAKE2s.
+// ikm is at most 32 bytes (a DH result, or empty for Split).
 func kdf2(ck *[32]byte, ikm []byte) (a, b [32]byte) {
-	r := hkdf.New(newBlake2s, ikm, ck[:], nil)
-	var out [64]byte
-	if _, err := io.ReadFull(r, out[:]); err != nil {
-		panic("handshake: hkdf read: " + err.Error())
-	}
-	copy(a[:], out[:32])
-	copy(b[:], out[32:])
-	clear(out[:])
+	prk := hmacBlake2s(ck, ikm, nil)
+	a = hmacBlake2s(&prk, []byte{1}, nil)
+	b = hmacBlake2s(&prk, a[:], []byte{2})
+	clear(prk[:])
 	return a, b
 }
 
-// hashConcat returns BLAKE2s-256(a || b).
+// hmacBlake2s returns HMAC-BLAKE2s-256(key, m1 || m2) (RFC 2104 with
+// BLAKE2s's 64-byte block) for a 32-byte key and len(m1)+len(m2) <= 64,
+// which covers every use in this package. It does what crypto/hmac over
+// blake2s.New256 does, without its half a dozen allocations per call (a
+// handshake makes about twenty calls): both passes hash one stack buffer
+// with blake2s.Sum256. The padded key and the inner hash are wiped.
+func hmacBlake2s(key *[32]byte, m1, m2 []byte) [32]byte {
+	const block = blake2s.BlockSize
+	if len(m1)+len(m2) > block {
+		panic("handshake: hmacBlake2s message longer than one block")
+	}
+	var buf [2 * block]byte
+	for i := range block {
+		buf[i] = 0x36
+	}
+	for i, k := range key {
+		buf[i] ^= k
+	}
+	n := block + copy(buf[block:], m1)
+	n += copy(buf[n:], m2)
+	inner := blake2s.Sum256(buf[:n])
+	for i := range block {
+		buf[i] = 0x5c
+	}
+	for i, k := range key {
+		buf[i] ^= k
+	}
+	copy(buf[block:], inner[:])
+	out := blake2s.Sum256(buf[:block+len(inner)])
+	clear(buf[:])
+	clear(inner[:])
+	return out
+}
+
+// hashConcat returns BLAKE2s-256(a || b). Short inputs (every transcript
+// step but the payload ciphertexts) are hashed from a stack buffer without
+// allocating.
 func hashConcat(a, b []byte) [32]byte {
+	var buf [256]byte
+	if len(a)+len(b) <= len(buf) {
+		n := copy(buf[:], a)
+		n += copy(buf[n:], b)
+		return blake2s.Sum256(buf[:n])
+	}
 	h := newBlake2s()
 	h.Write(a)
 	h.Write(b)

@@ -36,6 +36,12 @@ type ResponderConfig struct {
 	// ReplayCapacity bounds how many initiator keys' newest timestamps are
 	// remembered. Default DefaultReplayCapacity (about 5 MiB at most).
 	ReplayCapacity int
+	// StaticCacheCapacity bounds how many initiator keys' static-static DH
+	// results are cached (see staticCache): a hit saves one of the four
+	// X25519 multiplications of a handshake. Default
+	// DefaultStaticCacheCapacity (about 400 KiB at most); negative
+	// disables the cache.
+	StaticCacheCapacity int
 	// Admit, when set, is the last check before any Diffie-Hellman: it is
 	// called for every initiation whose mac1 verified (and, when underLoad,
 	// whose mac2 verified too, so src is known to receive at its address)
@@ -55,6 +61,7 @@ type ResponderConfig struct {
 // mac2 while under load, leaves no trace.
 type Responder struct {
 	static    PrivateKey
+	staticDH  dhKey // static, prepared once
 	pub       PublicKey
 	mac1Key   [32]byte
 	cookieKey [32]byte
@@ -68,6 +75,7 @@ type Responder struct {
 
 	cookies cookieJar
 	replay  replayTable
+	ssCache staticCache
 }
 
 // NewResponder validates cfg and returns a Responder.
@@ -81,9 +89,17 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	if cfg.ReplayCapacity == 0 {
 		cfg.ReplayCapacity = DefaultReplayCapacity
 	}
+	if cfg.StaticCacheCapacity == 0 {
+		cfg.StaticCacheCapacity = DefaultStaticCacheCapacity
+	}
+	staticDH, err := newDHKey(&cfg.Static)
+	if err != nil {
+		return nil, fmt.Errorf("new responder: %w", err)
+	}
 	r := &Responder{
 		static:    cfg.Static,
-		pub:       cfg.Static.Public(),
+		staticDH:  staticDH,
+		pub:       staticDH.public(),
 		allow:     cfg.Allow,
 		underLoad: cfg.UnderLoad,
 		admit:     cfg.Admit,
@@ -99,6 +115,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	r.mac1Key = mac1Key(&r.pub)
 	r.cookieKey = cookieKey(&r.pub)
 	r.replay.init(cfg.ReplayCapacity)
+	r.ssCache.init(cfg.StaticCacheCapacity)
 	return r, nil
 }
 
@@ -177,7 +194,7 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 	// -> e
 	hs.mixHash(ie[:])
 	// -> es
-	k, err := hs.mixDH(&r.static, &ie)
+	k, err := hs.mixDH(r.staticDH, &ie)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("accept: initiator ephemeral: %w", err)
 	}
@@ -189,9 +206,15 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 	var is PublicKey
 	copy(is[:], sb)
 	// -> ss
-	if k, err = hs.mixDH(&r.static, &is); err != nil {
-		return nil, nil, nil, fmt.Errorf("accept: initiator static key: %w", err)
+	var ss [32]byte
+	defer clear(ss[:])
+	cached := r.ssCache.get(&is, &ss)
+	if !cached {
+		if ss, err = dh(r.staticDH, &is); err != nil {
+			return nil, nil, nil, fmt.Errorf("accept: initiator static key: %w", err)
+		}
 	}
+	k = hs.mixKey(ss[:])
 	plain, err := hs.decryptAndHash(&k, msg[initPayloadOff:mac1Off])
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("accept: initiation payload: %w", err)
@@ -213,6 +236,9 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 	if !r.replay.advance(is, ts) {
 		return nil, nil, nil, fmt.Errorf("accept: %w from %s", ErrReplay, is)
 	}
+	if !cached {
+		r.ssCache.put(&is, &ss)
+	}
 
 	resp, sess, err := r.respond(&hs, &ie, &is, senderID, localConnID, suite, payload)
 	if err != nil {
@@ -228,7 +254,11 @@ func (r *Responder) respond(hs *symmetricState, ie, is *PublicKey, peerID, local
 		return nil, nil, fmt.Errorf("ephemeral: %w", err)
 	}
 	defer clear(eph[:])
-	ephPub := eph.Public()
+	ephDH, err := newDHKey(&eph)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ephemeral: %w", err)
+	}
+	ephPub := ephDH.public()
 	msg := make([]byte, respPayloadOff, MinResponseLen+len(payload))
 	msg[0] = TypeResponse
 	binary.BigEndian.PutUint64(msg[respSenderOff:], localID)
@@ -240,11 +270,11 @@ func (r *Responder) respond(hs *symmetricState, ie, is *PublicKey, peerID, local
 	// <- e
 	hs.mixHash(ephPub[:])
 	// <- ee
-	if _, err := hs.mixDH(&eph, ie); err != nil {
+	if _, err := hs.mixDH(ephDH, ie); err != nil {
 		return nil, nil, fmt.Errorf("initiator ephemeral: %w", err)
 	}
 	// <- se
-	k, err := hs.mixDH(&eph, is)
+	k, err := hs.mixDH(ephDH, is)
 	if err != nil {
 		return nil, nil, fmt.Errorf("initiator static key: %w", err)
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-
-	"golang.org/x/crypto/hkdf"
 )
 
 // Packet protection parameters shared by both suites.
@@ -123,12 +121,12 @@ func makeNonce(nonce, iv *[ivSize]byte, pn uint64) {
 // than one hash block, so each is the first bytes of
 // HMAC-BLAKE2s(secret, info || 0x01).
 func deriveKeyIV(secret *[32]byte) (key [aeadKeySize]byte, iv [ivSize]byte, err error) {
-	if _, err := io.ReadFull(hkdf.Expand(newBlake2s, secret[:], []byte(infoKey)), key[:]); err != nil {
-		return key, iv, fmt.Errorf("derive key: %w", err)
-	}
-	if _, err := io.ReadFull(hkdf.Expand(newBlake2s, secret[:], []byte(infoIV)), iv[:]); err != nil {
-		return key, iv, fmt.Errorf("derive iv: %w", err)
-	}
+	// HKDF-Expand(secret, info, L) for L <= 32 is the first L bytes of
+	// HMAC(secret, info || 0x01) (RFC 5869 §2.3).
+	key = hmacBlake2s(secret, []byte(infoKey), []byte{1})
+	t := hmacBlake2s(secret, []byte(infoIV), []byte{1})
+	copy(iv[:], t[:])
+	clear(t[:])
 	return key, iv, nil
 }
 
