@@ -77,6 +77,9 @@ func fillMetrics(r *report.Record, c Case, cli, srv peer.Result) {
 			return
 		}
 		m[report.MetricHandshakes] = float64(cli.Conns) / cli.HandshakeTime.Seconds()
+		if cpu := srv.Phase.ProcessSec(); cpu > 0 && srv.Conns > 0 {
+			m[report.MetricHandshakesServerCPU] = float64(srv.Conns) / cpu
+		}
 		mem := float64(srv.RSSAfter-srv.RSSBefore) + float64(cli.RSSAfter-cli.RSSBefore)
 		m[report.MetricMemPerConn] = math.Max(mem, 0) / float64(cli.Conns) / 1024
 	}

@@ -38,9 +38,12 @@ const (
 	KCPCrypt       = "kcp-crypt"
 	UDPBlast       = "udp-blast"
 	UDPGSOBlast    = "udp-gso-blast"
-	XDPBlast       = "xdp-blast"
-	XDPBlastBP     = "xdp-blast-busypoll"
-	FlightlineXDPB = "flightline-xdp-busypoll"
+	// UDPGSOAEADBlast is udp-gso-blast sealing every datagram with
+	// AES-256-GCM: the encrypted ceiling the subject is a fraction of.
+	UDPGSOAEADBlast = "udp-gso-aead-blast"
+	XDPBlast        = "xdp-blast"
+	XDPBlastBP      = "xdp-blast-busypoll"
+	FlightlineXDPB  = "flightline-xdp-busypoll"
 	// SubjectNoRelease is the subject with its abort release disabled by
 	// the bench-only switch: the reference design's behaviour.
 	SubjectNoRelease = "flightline-udp, release off"
@@ -53,10 +56,10 @@ const (
 func Flightline(peer string) bool { return strings.HasPrefix(peer, "flightline") }
 
 // AllPeers is every peer in report column order.
-var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast, XDPBlastBP}
+var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, UDPGSOAEADBlast, XDPBlast, XDPBlastBP}
 
 // RatioPeers are the peers the subject is compared with in ratio columns.
-var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast}
+var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast, UDPGSOAEADBlast}
 
 // isBlast reports whether p is a raw ceiling: its goodput counts what
 // arrived in the receiver's own window, not a reliable transfer.
@@ -137,11 +140,11 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		// The headline row: veth with its default offloads (as on any NIC
 		// with checksum offload), each side on its own CPU.
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads on", Net: offload, ServerCPU: 1, ClientCPU: 0,
-			Peers: []string{Subject, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
+			Peers: []string{Subject, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast, UDPGSOAEADBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads off", Net: plain, ServerCPU: 1, ClientCPU: 0,
-			Peers: []string{Subject, TCP, QUIC, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
+			Peers: []string{Subject, TCP, QUIC, UDPGSOBlast, UDPGSOAEADBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "8 streams, unpinned, offloads on", Net: offload, ServerCPU: -1, ClientCPU: -1,
-			Peers: []string{Subject, TCP, QUIC}, Spec: bulkSpec(sz.BulkBytes, 8)})
+			Peers: []string{Subject, TCP, QUIC, UDPGSOAEADBlast}, Spec: bulkSpec(sz.BulkBytes, 8)})
 		for _, p := range []float64{0.01, 0.05} {
 			bytes := sz.LossBytes
 			if p > 0.01 {
@@ -167,7 +170,8 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 					if pin {
 						pinName, scpu, ccpu = "pinned", 1, 0
 					}
-					peers := slices.Clone(reliable)
+					// The encrypted ceiling in every row, for the ratio.
+					peers := append(slices.Clone(reliable), UDPGSOAEADBlast)
 					if streams == 1 {
 						peers = append(peers, UDPBlast, UDPGSOBlast, XDPBlast)
 					}

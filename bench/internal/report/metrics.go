@@ -21,7 +21,11 @@ const (
 
 	// Scale scenario.
 	MetricHandshakes = "handshakes_per_s"
-	MetricMemPerConn = "mem_per_conn_KiB"
+	// MetricHandshakesServerCPU is connections established per second of
+	// the server process's CPU (user+sys over its phase, which includes
+	// connection setup and one echo each): handshakes per core.
+	MetricHandshakesServerCPU = "handshakes_per_server_cpu_s"
+	MetricMemPerConn          = "mem_per_conn_KiB"
 
 	// Abort scenario: after stream A is aborted, time until stream B gets its
 	// first byte and until it reaches its full rate (also in RTTs).
@@ -56,6 +60,7 @@ var metrics = []Metric{
 	{Name: MetricRTTP50, Title: "RTT p50", Unit: "µs", Format: "%.1f"},
 	{Name: MetricRTTP99, Title: "RTT p99", Unit: "µs", Format: "%.1f"},
 	{Name: MetricHandshakes, Title: "Handshakes", Unit: "1/s", HigherBetter: true, Format: "%.0f"},
+	{Name: MetricHandshakesServerCPU, Title: "Handshakes per server CPU second", Unit: "1/s", HigherBetter: true, Format: "%.0f"},
 	{Name: MetricMemPerConn, Title: "Memory per connection", Unit: "KiB", Format: "%.1f"},
 	{Name: MetricAbortFirstByte, Title: "Abort → first byte on B", Unit: "ms", Format: "%.2f"},
 	{Name: MetricAbortFullRate, Title: "Abort → full rate on B", Unit: "ms", Format: "%.2f"},

@@ -16,7 +16,7 @@ func TestMetricRegistry(t *testing.T) {
 		require.NotEmpty(t, m.Format, m.Name)
 		require.Equal(t, m, LookupMetric(m.Name))
 	}
-	require.Len(t, seen, 12)
+	require.Len(t, seen, 13)
 
 	require.Equal(t, "Goodput (MB/s, higher is better)", LookupMetric(MetricGoodput).Heading())
 	require.Equal(t, "Handshakes (1/s, higher is better)", LookupMetric(MetricHandshakes).Heading())

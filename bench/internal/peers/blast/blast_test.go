@@ -36,9 +36,12 @@ func pingSpec(name string) peer.Spec {
 func TestBulkOverVeth(t *testing.T) {
 	n := testnet.New(t, testnet.Config{})
 	const bytes = 4 << 20
-	want := newPlan(bytes).count
-	for _, name := range []string{NameUDP, NameUDPGSO, NameXDP} {
+	for _, name := range []string{NameUDP, NameUDPGSO, NameUDPGSOAEAD, NameXDP} {
 		t.Run(name, func(t *testing.T) {
+			want := newPlan(bytes, 0).count
+			if name == NameUDPGSOAEAD {
+				want = newPlan(bytes, 16).count
+			}
 			c, s, err := runner.Run(context.Background(), n, bulkSpec(name, bytes), runner.Unpinned())
 			require.NoError(t, err)
 			require.Equal(t, want, c.Datagrams, "client sends every datagram")
@@ -89,7 +92,7 @@ func TestUnsupported(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		scenario peer.Scenario
-	}{{NameUDPGSO, peer.Ping}, {NameUDP, peer.Scale}, {NameUDPGSO, peer.Scale}, {NameXDP, peer.Scale}} {
+	}{{NameUDPGSO, peer.Ping}, {NameUDP, peer.Scale}, {NameUDPGSO, peer.Scale}, {NameXDP, peer.Scale}, {NameUDPGSOAEAD, peer.Ping}, {NameUDPGSOAEAD, peer.Scale}} {
 		p, err := peer.Lookup(c.name)
 		require.NoError(t, err)
 		s := &peer.Spec{Peer: c.name, Scenario: c.scenario}

@@ -36,7 +36,14 @@ const (
 // the first WriteBatch to the return of the last one, after a hello exchange
 // that proves the server is counting (and that both hosts can reach each
 // other, so neither path pays for neighbour resolution in the phase).
-func runBulk(ctx context.Context, s *peer.Spec, open opener) (peer.Result, error) {
+func runBulk(ctx context.Context, s *peer.Spec, open opener, sealed bool) (peer.Result, error) {
+	var sl *sealer
+	if sealed {
+		var err error
+		if sl, err = newSealer(s.Seed); err != nil {
+			return peer.Result{}, err
+		}
+	}
 	l, err := open(s, peer.ClientSide)
 	if err != nil {
 		return peer.Result{}, err
@@ -57,10 +64,10 @@ func runBulk(ctx context.Context, s *peer.Spec, open opener) (peer.Result, error
 	if err != nil {
 		return r, err
 	}
-	sent, retries, sendErr := sendBlast(ctx, l, s)
+	sent, retries, sendErr := sendBlast(ctx, l, s, sl)
 	ph, merr := m.Stop()
-	p := newPlan(s.Bytes)
-	r.Phase, r.Datagrams, r.Bytes = ph, sent, min(sent*chunk, p.bytes)
+	p := newPlan(s.Bytes, sl.overhead())
+	r.Phase, r.Datagrams, r.Bytes = ph, sent, min(sent*p.chunk, p.bytes)
 	r.Notes["write_retries"] = float64(retries)
 	if err := errors.Join(sendErr, merr); err != nil {
 		return r, fmt.Errorf("blast client: %w", err)
@@ -75,10 +82,11 @@ func runBulk(ctx context.Context, s *peer.Spec, open opener) (peer.Result, error
 }
 
 // sendBlast sends the run's datagrams in batches of link.IdealBatchSize,
-// each a header and a window of the pattern copied behind it. It returns the
-// datagrams the link took and the transient write errors it retried.
-func sendBlast(ctx context.Context, l link.Link, s *peer.Spec) (sent, retries int64, err error) {
-	p, pat := newPlan(s.Bytes), peer.NewPattern(s.Seed)
+// each a header and a window of the pattern copied behind it (and sealed in
+// place, with a non-nil sl). It returns the datagrams the link took and the
+// transient write errors it retried.
+func sendBlast(ctx context.Context, l link.Link, s *peer.Spec, sl *sealer) (sent, retries int64, err error) {
+	p, pat := newPlan(s.Bytes, sl.overhead()), peer.NewPattern(s.Seed)
 	msgs := make([]link.Message, link.IdealBatchSize)
 	for i := range msgs {
 		msgs[i] = link.Message{Buf: make([]byte, datagramLen), Addr: s.Server}
@@ -93,8 +101,8 @@ func sendBlast(ctx context.Context, l link.Link, s *peer.Spec) (sent, retries in
 			n := p.payload(seq)
 			b := msgs[i].Buf[:headerLen+n]
 			putHeader(b, kindData, s.Seed, uint64(seq))
-			copy(b[headerLen:], pat.Window(0, offset(seq), n))
-			msgs[i].Buf = b
+			copy(b[headerLen:], pat.Window(0, p.offset(seq), n))
+			msgs[i].Buf = sl.seal(b, uint64(seq), n)
 		}
 		n, r, err := writeAll(ctx, l, msgs[:k])
 		sent, retries = sent+int64(n), retries+r

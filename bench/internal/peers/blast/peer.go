@@ -6,14 +6,18 @@
 //     single datagrams); the receiver is a udplink.Link with GRO allowed,
 //     because that is how flightline receives too.
 //   - udp-gso-blast: the same link with GSO on (udplink defaults).
+//   - udp-gso-aead-blast: udp-gso-blast with every datagram's payload
+//     sealed with AES-256-GCM (flightline's default suite) by the client
+//     and opened by the server (see sealer): the encrypted ceiling, the
+//     most any encrypted UDP transport can move here.
 //   - xdp-blast: AF_XDP on both hosts (package xdp, native attach mode).
 //
-// All three are link.Link, so one blast implementation serves them; only the
-// function that opens the link differs.
+// All are link.Link, so one blast implementation serves them; only the
+// function that opens the link, and whether datagrams are sealed, differ.
 //
 // Bulk: the client sends ceil(Spec.Bytes/1436) datagrams of
-// link.MaxPacketSize bytes, each a 16-byte header and pattern bytes, and the
-// server verifies every one. Goodput of a blast counts what arrived over the
+// link.MaxPacketSize bytes, each a 16-byte header and pattern bytes (1420
+// and a 16-byte tag when sealed), and the server verifies every one. Goodput of a blast counts what arrived over the
 // server's first-to-last-arrival window: a receiver that is overrun shows
 // as loss (Notes["lost_pct"]), not as a slower transfer. It is a ceiling, not
 // a reliable transfer. A blast is one flow: Spec.Streams is ignored.
@@ -41,7 +45,10 @@ import (
 const (
 	NameUDP    = "udp-blast"
 	NameUDPGSO = "udp-gso-blast"
-	NameXDP    = "xdp-blast"
+	// NameUDPGSOAEAD is udp-gso-blast with AES-256-GCM on every datagram:
+	// the encrypted ceiling.
+	NameUDPGSOAEAD = "udp-gso-aead-blast"
+	NameXDP        = "xdp-blast"
 	// NameXDPBusyPoll is xdp-blast with preferred busy polling on: the
 	// floor for flightline-xdp-busypoll.
 	NameXDPBusyPoll = "xdp-blast-busypoll"
@@ -50,6 +57,7 @@ const (
 func init() {
 	peer.Register(NameUDP, &blast{open: openUDP(false), ping: pingKernelUDP})
 	peer.Register(NameUDPGSO, &blast{open: openUDP(true)})
+	peer.Register(NameUDPGSOAEAD, &blast{open: openUDP(true), sealed: true})
 	peer.Register(NameXDP, &blast{open: openXDP(xdp.BusyPollOff), ping: pingLink})
 	peer.Register(NameXDPBusyPoll, &blast{open: openXDP(xdp.BusyPollRequire), ping: pingLink})
 }
@@ -66,15 +74,16 @@ type pinger interface {
 
 // blast is one raw ceiling: a datapath and, optionally, a Ping for it.
 type blast struct {
-	open opener
-	ping pinger // nil: Ping unsupported
+	open   opener
+	ping   pinger // nil: Ping unsupported
+	sealed bool   // bulk datagrams are sealed (the encrypted ceiling)
 }
 
 // Serve implements peer.Peer.
 func (b *blast) Serve(ctx context.Context, s *peer.Spec, ready func()) (peer.Result, error) {
 	switch {
 	case s.Scenario == peer.Bulk:
-		return serveBulk(ctx, s, b.open, ready)
+		return serveBulk(ctx, s, b.open, b.sealed, ready)
 	case s.Scenario == peer.Ping && b.ping != nil:
 		return b.ping.serve(ctx, s, b.open, ready)
 	}
@@ -85,7 +94,7 @@ func (b *blast) Serve(ctx context.Context, s *peer.Spec, ready func()) (peer.Res
 func (b *blast) Run(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 	switch {
 	case s.Scenario == peer.Bulk:
-		return runBulk(ctx, s, b.open)
+		return runBulk(ctx, s, b.open, b.sealed)
 	case s.Scenario == peer.Ping && b.ping != nil:
 		return b.ping.run(ctx, s, b.open)
 	}

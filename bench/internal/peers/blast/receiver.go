@@ -13,6 +13,7 @@ type receiver struct {
 	pat  *peer.Pattern
 	seed uint64
 	plan plan
+	sl   *sealer  // nil: plain datagrams
 	seen []uint64 // bitmap of verified sequence numbers
 
 	datagrams int64 // distinct verified data datagrams
@@ -22,12 +23,13 @@ type receiver struct {
 	firstBad  error // what was wrong with the first corrupt one
 }
 
-func newReceiver(s *peer.Spec) *receiver {
-	p := newPlan(s.Bytes)
+func newReceiver(s *peer.Spec, sl *sealer) *receiver {
+	p := newPlan(s.Bytes, sl.overhead())
 	return &receiver{
 		pat:  peer.NewPattern(s.Seed),
 		seed: s.Seed,
 		plan: p,
+		sl:   sl,
 		seen: make([]uint64, (p.count+63)/64),
 	}
 }
@@ -41,7 +43,15 @@ func (r *receiver) handle(b []byte) (kind, uint64) {
 	k, v := parseHeader(b, r.seed)
 	switch k {
 	case kindData:
-		if err := r.verify(v, b[headerLen:]); err != nil {
+		if v >= uint64(r.plan.count) {
+			r.bad(fmt.Errorf("sequence number %d beyond the run's %d datagrams", v, r.plan.count))
+			return kindInvalid, 0
+		}
+		payload, err := r.sl.open(b, v) // decrypted in place
+		if err == nil {
+			err = r.verify(v, payload)
+		}
+		if err != nil {
 			r.bad(err)
 			return kindInvalid, 0
 		}
@@ -52,7 +62,7 @@ func (r *receiver) handle(b []byte) (kind, uint64) {
 		}
 		r.seen[word] |= bit
 		r.datagrams++
-		r.bytes += int64(len(b) - headerLen)
+		r.bytes += int64(len(payload))
 		return k, v
 	case kindHello, kindEnd:
 		if len(b) == headerLen {
@@ -71,7 +81,7 @@ func (r *receiver) verify(seq uint64, payload []byte) error {
 	if want := r.plan.payload(int64(seq)); len(payload) != want {
 		return fmt.Errorf("datagram %d carries %d payload bytes, want %d", seq, len(payload), want)
 	}
-	if err := r.pat.Verify(0, offset(int64(seq)), payload); err != nil {
+	if err := r.pat.Verify(0, r.plan.offset(int64(seq)), payload); err != nil {
 		return fmt.Errorf("datagram %d: %w", seq, err)
 	}
 	return nil

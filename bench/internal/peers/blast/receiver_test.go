@@ -8,31 +8,52 @@ import (
 	"github.com/flightline/flightline/bench/internal/peer"
 )
 
-// datagram builds data datagram seq of a run of s the way the client does.
-func datagram(s *peer.Spec, seq int64) []byte {
-	p := newPlan(s.Bytes)
+// chunk is a plain blast's full payload.
+const chunk = datagramLen - headerLen
+
+// datagram builds data datagram seq of a run of s the way the client does
+// (sealed when sl is not nil).
+func datagram(s *peer.Spec, sl *sealer, seq int64) []byte {
+	p := newPlan(s.Bytes, sl.overhead())
 	n := p.payload(seq)
-	b := make([]byte, headerLen+n)
+	b := make([]byte, headerLen+n, datagramLen)
 	putHeader(b, kindData, s.Seed, uint64(seq))
-	copy(b[headerLen:], peer.NewPattern(s.Seed).Window(0, offset(seq), n))
-	return b
+	copy(b[headerLen:], peer.NewPattern(s.Seed).Window(0, p.offset(seq), n))
+	return sl.seal(b, uint64(seq), n)
+}
+
+// sealers returns the plain and the sealed variant of a run with seed.
+func sealers(t *testing.T, seed uint64) map[string]*sealer {
+	sl, err := newSealer(seed)
+	require.NoError(t, err)
+	return map[string]*sealer{"plain": nil, "sealed": sl}
 }
 
 func TestPlan(t *testing.T) {
-	p := newPlan(3*chunk + 5)
+	p := newPlan(3*chunk+5, 0)
 	require.EqualValues(t, 4, p.count)
 	require.Equal(t, chunk, p.payload(0))
 	require.Equal(t, 5, p.payload(3))
-	require.EqualValues(t, 1, newPlan(1).count)
-	require.EqualValues(t, 2, newPlan(2*chunk).count)
-	require.Equal(t, chunk, newPlan(2*chunk).payload(1))
+	require.EqualValues(t, 1, newPlan(1, 0).count)
+	require.EqualValues(t, 2, newPlan(2*chunk, 0).count)
+	require.Equal(t, chunk, newPlan(2*chunk, 0).payload(1))
+	sealed := newPlan(2*chunk, 16)
+	require.EqualValues(t, chunk-16, sealed.chunk)
+	require.EqualValues(t, 3, sealed.count, "the tag takes room from the payload")
+	require.EqualValues(t, 2*(chunk-16), sealed.offset(2))
 }
 
 func TestReceiverCountsVerifiedDatagrams(t *testing.T) {
+	for name, sl := range sealers(t, 3) {
+		t.Run(name, func(t *testing.T) { testReceiverCounts(t, sl) })
+	}
+}
+
+func testReceiverCounts(t *testing.T, sl *sealer) {
 	s := &peer.Spec{Bytes: 2*chunk + 100, Seed: 3}
-	r := newReceiver(s)
+	r := newReceiver(s, sl)
 	for seq := range int64(3) {
-		k, v := r.handle(datagram(s, seq))
+		k, v := r.handle(datagram(s, sl, seq))
 		require.Equal(t, kindData, k)
 		require.EqualValues(t, seq, v)
 	}
@@ -40,7 +61,7 @@ func TestReceiverCountsVerifiedDatagrams(t *testing.T) {
 	require.EqualValues(t, s.Bytes, r.bytes)
 	require.NoError(t, r.err())
 
-	k, _ := r.handle(datagram(s, 1))
+	k, _ := r.handle(datagram(s, sl, 1))
 	require.Equal(t, kindData, k)
 	require.EqualValues(t, 3, r.datagrams, "a duplicate is not counted twice")
 	require.EqualValues(t, 1, r.dups)
@@ -54,6 +75,12 @@ func TestReceiverCountsVerifiedDatagrams(t *testing.T) {
 }
 
 func TestReceiverCountsCorruption(t *testing.T) {
+	for name, sl := range sealers(t, 5) {
+		t.Run(name, func(t *testing.T) { testReceiverCorruption(t, sl) })
+	}
+}
+
+func testReceiverCorruption(t *testing.T, sl *sealer) {
 	s := &peer.Spec{Bytes: 10 * chunk, Seed: 5}
 	for _, c := range []struct {
 		name   string
@@ -69,8 +96,8 @@ func TestReceiverCountsCorruption(t *testing.T) {
 		{"short header", func(b []byte) []byte { return b[:headerLen-1] }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := newReceiver(s)
-			k, _ := r.handle(c.mangle(datagram(s, 4)))
+			r := newReceiver(s, sl)
+			k, _ := r.handle(c.mangle(datagram(s, sl, 4)))
 			require.Equal(t, kindInvalid, k)
 			require.EqualValues(t, 1, r.corrupt)
 			require.Zero(t, r.datagrams)
@@ -78,12 +105,12 @@ func TestReceiverCountsCorruption(t *testing.T) {
 			require.ErrorContains(t, r.err(), "1 corrupt datagrams")
 
 			// The intact datagram still counts afterwards.
-			k, _ = r.handle(datagram(s, 4))
+			k, _ = r.handle(datagram(s, sl, 4))
 			require.Equal(t, kindData, k)
 			require.EqualValues(t, 1, r.datagrams)
 		})
 	}
-	r := newReceiver(s)
+	r := newReceiver(s, sl)
 	k, _ := r.handle(append(control(kindEnd, s.Seed, 1), 0))
 	require.Equal(t, kindInvalid, k, "a control datagram of the wrong length")
 	k, _ = r.handle(control(kindReport, s.Seed, 1))

@@ -47,7 +47,14 @@ type bulkServer struct {
 	reply       [1]link.Message
 }
 
-func serveBulk(ctx context.Context, s *peer.Spec, open opener, ready func()) (peer.Result, error) {
+func serveBulk(ctx context.Context, s *peer.Spec, open opener, sealed bool, ready func()) (peer.Result, error) {
+	var sl *sealer
+	if sealed {
+		var err error
+		if sl, err = newSealer(s.Seed); err != nil {
+			return peer.Result{}, err
+		}
+	}
 	l, err := open(s, peer.ServerSide)
 	if err != nil {
 		return peer.Result{}, err
@@ -58,7 +65,7 @@ func serveBulk(ctx context.Context, s *peer.Spec, open opener, ready func()) (pe
 	wd := startWatchdog(watchTick, func() { l.Close() })
 	defer wd.shutdown()
 
-	srv := &bulkServer{l: l, s: s, rx: newReceiver(s), wd: wd}
+	srv := &bulkServer{l: l, s: s, rx: newReceiver(s, sl), wd: wd}
 	ready()
 	err = srv.receive()
 	wd.shutdown() // receiving is over: expired() can no longer change

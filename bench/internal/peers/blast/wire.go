@@ -13,14 +13,13 @@ import (
 //	8  uint64  sequence number (data), datagrams sent (end) or
 //	           datagrams received (report)
 //
-// Data datagrams carry pattern bytes after it; a report carries 8 more
+// Data datagrams carry pattern bytes after it (sealed, with a tag behind
+// them, in the encrypted ceiling: see sealer); a report carries 8 more
 // bytes, the payload bytes the server verified. Big-endian throughout.
 const (
 	headerLen   = 16
 	reportLen   = headerLen + 8
 	datagramLen = link.MaxPacketSize
-	// chunk is the payload of a full data datagram.
-	chunk = datagramLen - headerLen
 )
 
 // kind tells datagrams apart. The control kinds exist so the client can
@@ -83,23 +82,26 @@ func control(k kind, seed, value uint64) []byte {
 
 // plan is how a Bulk run's bytes are cut into datagrams: count datagrams,
 // each carrying chunk bytes except a shorter last one, datagram seq at
-// stream offset seq*chunk of the pattern.
+// stream offset seq*chunk of the pattern. chunk is what fits in a datagram
+// of datagramLen bytes behind the header and the sealer's tag, if any.
 type plan struct {
 	bytes int64
+	chunk int64
 	count int64
 }
 
-func newPlan(bytes int64) plan {
-	return plan{bytes: bytes, count: (bytes + chunk - 1) / chunk}
+func newPlan(bytes int64, overhead int) plan {
+	chunk := int64(datagramLen - headerLen - overhead)
+	return plan{bytes: bytes, chunk: chunk, count: (bytes + chunk - 1) / chunk}
 }
 
 // payload is the number of pattern bytes datagram seq carries.
 func (p plan) payload(seq int64) int {
-	return int(min(chunk, p.bytes-seq*chunk))
+	return int(min(p.chunk, p.bytes-seq*p.chunk))
 }
 
 // offset is where datagram seq's bytes sit in the pattern.
-func offset(seq int64) int64 { return seq * chunk }
+func (p plan) offset(seq int64) int64 { return seq * p.chunk }
 
 func putUint64(b []byte, v uint64) { binary.BigEndian.PutUint64(b, v) }
 
