@@ -23,7 +23,7 @@ const (
 	DefaultMinRTO                  = 200 * time.Millisecond
 	DefaultMaxRTO                  = 60 * time.Second
 	DefaultWindowWaitTimeout       = 2 * time.Second
-	DefaultHandshakeRate           = 1000
+	DefaultHandshakeRate           = 1000 // the automatic HandshakeRate until measured
 	DefaultMaxMessageSize          = 1200
 	DefaultMessageQueue            = 1024
 	// DefaultKeyUpdateInterval is Config.KeyUpdateInterval's default:
@@ -124,9 +124,13 @@ type Config struct {
 	FixedRate float64
 
 	// HandshakeRate is how many initiations per second a listener processes
-	// before it demands a stateless cookie round trip. Default 1000. Under
-	// load, initiations with a valid cookie are further limited per source
-	// (SourceHandshakeRate, SourceHandshakeBurst).
+	// before it demands a stateless cookie round trip. Default 0:
+	// automatic, what the listener's handshake workers can complete (their
+	// number divided by the measured time per accepted initiation, at
+	// least 100/s; DefaultHandshakeRate until measured), so the threshold
+	// follows the machine and its load. Under load, initiations with a
+	// valid cookie are further limited per source (SourceHandshakeRate,
+	// SourceHandshakeBurst).
 	HandshakeRate int
 	// MaxMessageSize bounds SendMessage payloads. Default and maximum 1200.
 	MaxMessageSize int
@@ -228,7 +232,6 @@ func (c *Config) populate() (*Config, error) {
 		return nil, fmt.Errorf("config: unknown congestion controller %q (want cubic or fixed)", cfg.Congestion)
 	}
 	setDefault(&cfg.FixedRate, 12.5e6)
-	setDefault(&cfg.HandshakeRate, DefaultHandshakeRate)
 	setDefault(&cfg.MaxMessageSize, DefaultMaxMessageSize)
 	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
 	setDefault(&cfg.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)

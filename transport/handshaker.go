@@ -57,7 +57,8 @@ type handshaker struct {
 	afterJob  func()
 
 	globalMu sync.Mutex
-	global   tokenBucket // HandshakeRate: the "under load" trigger
+	global   tokenBucket       // HandshakeRate: the "under load" trigger
+	capacity handshakeCapacity // the automatic HandshakeRate
 	sources  *sourceLimiter
 	logs     *logThrottle
 
@@ -150,7 +151,12 @@ func newHandshaker(e *Endpoint, cfg *Config, listening bool, opt handshakerOptio
 	}
 	h.bufs.New = func() any { return new([link.MaxPacketSize]byte) }
 	h.resp.entries = make(map[[32]byte]respEntry)
-	h.global.reset(h.now(), float64(cfg.HandshakeRate))
+	workers := opt.workers
+	if workers <= 0 {
+		workers = min(max(1, runtime.GOMAXPROCS(0)/2), 8)
+	}
+	h.capacity.workers = workers
+	h.global.reset(h.now(), h.handshakeRate())
 	var allow func(PublicKey) bool
 	if cfg.AllowedPeers != nil {
 		set := make(map[PublicKey]bool, len(cfg.AllowedPeers))
@@ -169,10 +175,6 @@ func newHandshaker(e *Endpoint, cfg *Config, listening bool, opt handshakerOptio
 	})
 	if err != nil {
 		return nil, err
-	}
-	workers := opt.workers
-	if workers <= 0 {
-		workers = min(max(1, runtime.GOMAXPROCS(0)/2), 8)
 	}
 	for range workers {
 		h.workersWG.Go(h.worker)
@@ -288,10 +290,19 @@ func (h *handshaker) underLoad() bool {
 	if len(h.jobs) >= handshakeQueueLen/8 || h.npending.Load() >= maxPendingConns/2 {
 		return true
 	}
+	r := h.handshakeRate()
 	h.globalMu.Lock()
 	defer h.globalMu.Unlock()
-	r := float64(h.cfg.HandshakeRate)
 	return !h.global.take(h.now(), r, r)
+}
+
+// handshakeRate is Config.HandshakeRate, or the measured capacity of the
+// workers when it is 0 (automatic).
+func (h *handshaker) handshakeRate() float64 {
+	if h.cfg.HandshakeRate > 0 {
+		return float64(h.cfg.HandshakeRate)
+	}
+	return h.capacity.rate()
 }
 
 // admit is the Responder's last check before DH: under load, the
@@ -424,6 +435,7 @@ func (h *handshaker) handleInitiation(b []byte, from netip.AddrPort) {
 		return
 	}
 	localID := h.ep.newConnID()
+	start := h.now()
 	res, resp, cookie, err := h.responder.Accept(b, from, localID, h.params)
 	if err != nil || cookie != nil {
 		h.release(src)
@@ -446,6 +458,7 @@ func (h *handshaker) handleInitiation(b []byte, from netip.AddrPort) {
 		return
 	}
 	now := h.now()
+	h.capacity.observe(now.Sub(start))
 	h.ep.connsMu.Lock()
 	h.ep.conns[localID] = c
 	h.mu.Lock()
