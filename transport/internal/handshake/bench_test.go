@@ -124,9 +124,9 @@ func BenchmarkKeyUpdate(b *testing.B) {
 }
 
 // BenchmarkAccept is the responder's CPU per accepted initiation: mac1,
-// the four (three with a cached static-static DH) X25519 operations plus
-// the ephemeral key, the transcript hashing and AEADs, the replay check and
-// the session. The initiations are built before the timer starts.
+// the five X25519 multiplications (es, ss, the ephemeral public key, ee,
+// se; four with a cached static-static DH), the transcript hashing and
+// AEADs, the replay check and the session. The initiations are built before the timer starts.
 //
 //   - same-key: every initiation from one initiator key (one client
 //     dialing many connections, or reconnecting).

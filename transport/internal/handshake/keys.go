@@ -53,7 +53,7 @@ func (k PrivateKey) Public() PublicKey {
 // each DH through it cost two multiplications. A key used more than once —
 // a static key, or an ephemeral whose public key is sent and which then
 // takes part in two DHs — is prepared once and reused: the responder does
-// four multiplications per handshake instead of nine (three with a cached
+// five multiplications per handshake instead of nine (four with a cached
 // static-static DH, see staticCache).
 //
 // Secrets: crypto/ecdh keeps its own copy of the scalar, which this

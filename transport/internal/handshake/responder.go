@@ -37,7 +37,7 @@ type ResponderConfig struct {
 	// remembered. Default DefaultReplayCapacity (about 5 MiB at most).
 	ReplayCapacity int
 	// StaticCacheCapacity bounds how many initiator keys' static-static DH
-	// results are cached (see staticCache): a hit saves one of the four
+	// results are cached (see staticCache): a hit saves one of the five
 	// X25519 multiplications of a handshake. Default
 	// DefaultStaticCacheCapacity (about 400 KiB at most); negative
 	// disables the cache.

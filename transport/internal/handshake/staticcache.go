@@ -8,7 +8,7 @@ const DefaultStaticCacheCapacity = 1 << 12
 
 // staticCache keeps DH(s_r, s_i) per initiator static key. It is the same
 // for every handshake from that key — one client dialing many connections,
-// or reconnecting — so a hit saves one of the responder's four X25519
+// or reconnecting — so a hit saves one of the responder's five X25519
 // multiplications per handshake (WireGuard precomputes it per configured
 // peer; a listener that accepts any key can only cache it).
 //
