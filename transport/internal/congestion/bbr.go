@@ -113,6 +113,10 @@ type BBRConfig struct {
 	// Seed seeds the probe-wait randomisation (2 s + U[0,1) s and the
 	// Reno-coexistence round offset), so simulations are reproducible.
 	Seed uint64
+	// DraftLossResponse disables flightline's random-loss extension and
+	// reacts to loss exactly as draft-ietf-ccwg-bbr-06 does (for
+	// comparisons; see the constants' comment).
+	DraftLossResponse bool
 }
 
 // bbr is BBRv3 (draft-ietf-ccwg-bbr-06) driven by the flight ledger's
@@ -131,6 +135,8 @@ type bbr struct {
 	maxBwAtom  atomicFloat64
 	minRTTAtom atomic.Int64
 	baseLoss   atomicFloat64
+
+	draftLoss bool
 
 	mu  sync.Mutex
 	rng *rand.Rand
@@ -220,6 +226,7 @@ func NewBBR(cfg BBRConfig) Controller {
 		initCwnd:   float64(c.initialWindow()),
 		maxWindow:  float64(c.MaxWindow),
 		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		draftLoss:  cfg.DraftLossResponse,
 		bwLo:       math.Inf(1),
 		inflightHi: math.Inf(1),
 		inflightLo: math.Inf(1),
@@ -365,7 +372,12 @@ func (b *bbr) excessRoundLoss(lost, total float64) bool {
 	return (lost-p0*total)/b.mss > bbrLossSigmas*math.Sqrt(p0*(1-p0)*n)
 }
 
-func (b *bbr) baseLossLocked() float64 { return min(b.p0, bbrMaxBaseLoss) }
+func (b *bbr) baseLossLocked() float64 {
+	if b.draftLoss {
+		return 0
+	}
+	return min(b.p0, bbrMaxBaseLoss)
+}
 
 // handleInflightTooHigh: BBRHandleInflightTooHigh.
 func (b *bbr) handleInflightTooHigh(now monotime.Time, txInFlight float64, appLimited bool) {
@@ -539,6 +551,9 @@ func (b *bbr) adaptLowerBoundsFromCongestion(excess bool) {
 	// [DRAFT] is the 1 % pacing margin, without which every lossy round
 	// would shave 1 % off bw_lo (a slow spiral).
 	scale := 1 / ((1 - b.baseLossLocked()) * (1 - bbrPacingMargin))
+	if b.draftLoss {
+		scale = 1
+	}
 	b.bwLo = min(max(b.bwLatest*scale, bbrBeta*b.bwLo), b.bwLo)
 	b.inflightLo = min(max(b.inflLatest*scale, bbrBeta*b.inflightLo), b.inflightLo)
 }
@@ -560,7 +575,7 @@ func (b *bbr) checkStartupHighLoss(lossRatio float64, queued bool) {
 	if b.lossEvents < bbrStartupLossEvents || !b.tooMuchLoss(b.roundLost, b.roundLost+b.roundAcked) {
 		return
 	}
-	if !queued && lossRatio <= bbrStartupHeavyLoss {
+	if !queued && lossRatio <= bbrStartupHeavyLoss && !b.draftLoss {
 		return
 	}
 	b.fullBwReached = true
