@@ -135,6 +135,7 @@ type bbr struct {
 	maxBwAtom  atomicFloat64
 	minRTTAtom atomic.Int64
 	baseLoss   atomicFloat64
+	quantum    atomic.Int64
 
 	draftLoss bool
 
@@ -961,11 +962,16 @@ func (b *bbr) setCwnd(rs *flight.RateSample) {
 func (b *bbr) publishLocked() {
 	b.window.Store(int64(max(b.cwnd, b.minPipe)))
 	b.pacing.Store(b.pacingRate)
+	b.quantum.Store(int64(b.sendQuantum()))
 	b.slowStart.Store(b.state == bbrStartup)
 	b.stateAtom.Store(uint32(b.state))
 	b.maxBwAtom.Store(b.maxBw)
 	b.minRTTAtom.Store(int64(b.minRTT))
 }
+
+// SendQuantum: clamp(pacing_rate·1 ms, 2·SMSS, 64 KB) ([DRAFT] §"Send
+// Quantum"), for the pacer's burst.
+func (b *bbr) SendQuantum() int { return int(b.quantum.Load()) }
 
 func (b *bbr) Window() int64       { return b.window.Load() }
 func (b *bbr) PacingRate() float64 { return b.pacing.Load() }

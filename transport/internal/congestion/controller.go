@@ -47,6 +47,13 @@ type Controller interface {
 	InSlowStart() bool
 }
 
+// Quantizer is implemented by controllers that want the pacer's burst
+// bounded (Pacer.SetQuantum): BBR's send quantum.
+type Quantizer interface {
+	// SendQuantum is the largest burst in bytes (0: the pacer's default).
+	SendQuantum() int
+}
+
 // AckEvent describes one ACK frame.
 type AckEvent struct {
 	Now monotime.Time
