@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/flightline/flightline/bench/internal/peer"
+	"github.com/flightline/flightline/transport"
 )
 
 // bulkChunk is the size of each Write: large enough that the per-call cost
@@ -55,6 +57,7 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 	if err != nil {
 		return peer.Result{}, err
 	}
+	rtts := sampleRTT(ctx, c)
 	r, err := peer.BulkClient(ctx, s,
 		func(ctx context.Context, i int) (io.ReadWriter, error) {
 			st, err := c.OpenStreamSync(ctx)
@@ -68,7 +71,46 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 	// Snapshot before closing: the counters describe the measured phase
 	// (plus the handshake), not the close.
 	st := c.Stats()
+	meanSRTT := rtts()
 	closeGracefully(ctx, c)
 	r.Info, r.Notes = p.connInfo(st), connNotes(st)
+	if meanSRTT > 0 && st.MinRTT > 0 {
+		r.Notes["mean_srtt_us"] = float64(meanSRTT) / float64(time.Microsecond)
+		r.Notes["rtt_inflation"] = float64(meanSRTT) / float64(st.MinRTT)
+	}
 	return r, errors.Join(err, checkStats(st))
+}
+
+// sampleRTT samples c's smoothed RTT every 50 ms until the returned function
+// is called, which returns the mean over the samples (0 if none): the RTT
+// the transfer ran at, where the final snapshot would only say where it
+// ended.
+func sampleRTT(ctx context.Context, c *transport.Conn) func() time.Duration {
+	var (
+		sum  time.Duration
+		n    int
+		done = make(chan struct{})
+		out  = make(chan time.Duration, 1)
+	)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				sum += c.Stats().SmoothedRTT
+				n++
+				continue
+			case <-done:
+			case <-ctx.Done():
+			}
+			if n == 0 {
+				out <- 0
+			} else {
+				out <- sum / time.Duration(n)
+			}
+			return
+		}
+	}()
+	return func() time.Duration { close(done); return <-out }
 }

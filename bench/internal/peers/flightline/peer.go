@@ -27,12 +27,19 @@ const (
 	NameUDP        = "flightline-udp"
 	NameXDP        = "flightline-xdp"
 	NameXDPGeneric = "flightline-xdp-generic"
+	// NameBBR and NameCubic are flightline-udp with the congestion
+	// controller pinned (transport.Config.Congestion), so the controllers
+	// are compared in one run whatever the default is.
+	NameBBR   = "flightline-bbr"
+	NameCubic = "flightline-cubic"
 )
 
 func init() {
 	peer.Register(NameUDP, &flPeer{datapath: "udp"})
 	peer.Register(NameXDP, &flPeer{datapath: "xdp", xdpMode: "native"})
 	peer.Register(NameXDPGeneric, &flPeer{datapath: "xdp", xdpMode: "generic"})
+	peer.Register(NameBBR, &flPeer{datapath: "udp", congestion: "bbr"})
+	peer.Register(NameCubic, &flPeer{datapath: "udp", congestion: "cubic"})
 }
 
 // flPeer is flightline on one datapath. It holds no state between runs:
@@ -40,6 +47,8 @@ func init() {
 type flPeer struct {
 	datapath string // transport.Config.Datapath: "udp" or "xdp"
 	xdpMode  string // transport.Config.XDPMode when datapath is "xdp"
+	// congestion is transport.Config.Congestion ("" = the default).
+	congestion string
 }
 
 // Serve implements peer.Peer.
@@ -85,7 +94,8 @@ func (p *flPeer) config(key transport.PrivateKey, ifname string) *transport.Conf
 		Datapath:   p.datapath,
 		// Rare operational lines (fallbacks, drops of note) go to stderr,
 		// which the runner forwards to its log.
-		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		Congestion: p.congestion,
 	}
 	if p.datapath == "xdp" {
 		c.Interface = ifname
@@ -160,6 +170,10 @@ func (p *flPeer) checkDatapath(c *transport.Conn) error {
 // name is the registered name, for error messages.
 func (p *flPeer) name() string {
 	switch {
+	case p.congestion == "bbr":
+		return NameBBR
+	case p.congestion == "cubic":
+		return NameCubic
 	case p.datapath == "udp":
 		return NameUDP
 	case p.xdpMode == "generic":
