@@ -855,6 +855,12 @@ func (b *bbr) startProbeBWUp(rate float64) {
 
 // updateMinRTT: BBRUpdateMinRTT.
 func (b *bbr) updateMinRTT(now monotime.Time, rs *flight.RateSample) {
+	if b.probeRTTStamp == 0 {
+		// [DRAFT] stamps the filters at initialisation; the first ACK is the
+		// first "now" a controller sees. Without this the filter looks
+		// decades old and the connection starts with a ProbeRTT.
+		b.probeRTTStamp, b.minRTTStamp = now, now
+	}
 	b.probeRTTExpired = now.Sub(b.probeRTTStamp) > bbrProbeRTTInterval
 	if rs.RTT > 0 && (b.probeRTTMin == 0 || rs.RTT < b.probeRTTMin || b.probeRTTExpired) {
 		b.probeRTTMin = rs.RTT

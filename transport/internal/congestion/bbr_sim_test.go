@@ -60,6 +60,7 @@ func TestBBRSimCleanPath(t *testing.T) {
 	require.LessOrEqual(t, util, 1.0001)
 	require.LessOrEqual(t, rtt.Seconds(), 1.25*simRTT.Seconds(), "standing queue")
 	require.Zero(t, f.lostPackets, "a 2-BDP buffer never overflows")
+	require.Contains(t, (*log)[0], "startup", "a connection starts in Startup (not ProbeRTT: the RTT filter has no age yet): %v", *log)
 	require.Contains(t, (*log)[1], "drain", "Startup is followed by Drain: %v", *log)
 	info, _ := InspectBBR(f.cc)
 	require.InEpsilon(t, simRate, info.MaxBw, 0.02, "max_bw")

@@ -3,7 +3,9 @@ package flightline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/flightline/flightline/bench/internal/peer"
@@ -86,6 +88,9 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 // the transfer ran at, where the final snapshot would only say where it
 // ended.
 func sampleRTT(ctx context.Context, c *transport.Conn) func() time.Duration {
+	// FLIGHTLINE_BENCH_TRACE=1 prints every sample's congestion state to
+	// stderr (forwarded with -v): for looking at one run's phases.
+	trace := os.Getenv("FLIGHTLINE_BENCH_TRACE") == "1"
 	var (
 		sum  time.Duration
 		n    int
@@ -98,8 +103,14 @@ func sampleRTT(ctx context.Context, c *transport.Conn) func() time.Duration {
 		for {
 			select {
 			case <-t.C:
-				sum += c.Stats().SmoothedRTT
+				st := c.Stats()
+				sum += st.SmoothedRTT
 				n++
+				if trace {
+					fmt.Fprintf(os.Stderr, "trace t=%v cc=%s state=%s bw=%.2fMB/s pacing=%.2fMB/s cwnd=%d flight=%d srtt=%v min=%v delivered=%d lost=%d rtos=%d tlps=%d\n",
+						time.Duration(n)*50*time.Millisecond, st.Controller, st.CongestionState, st.BandwidthEstimate/1e6, st.PacingRate/1e6,
+						st.CongestionWindow, st.FlightSize, st.SmoothedRTT, st.MinRTT, st.BytesDelivered, st.BytesDeclaredLost, st.RTOs, st.TailLossProbes)
+				}
 				continue
 			case <-done:
 			case <-ctx.Done():
