@@ -162,7 +162,7 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		// The headline row: veth with its default offloads (as on any NIC
 		// with checksum offload), each side on its own CPU.
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads on", Net: offload, ServerCPU: 1, ClientCPU: 0,
-			Peers: []string{Subject, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
+			Peers: []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads off", Net: plain, ServerCPU: 1, ClientCPU: 0,
 			Peers: []string{Subject, TCP, QUIC, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "8 streams, unpinned, offloads on", Net: offload, ServerCPU: -1, ClientCPU: -1,

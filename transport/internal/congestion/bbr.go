@@ -34,6 +34,7 @@ const (
 	bbrDrainMaxRounds    = 3    // leave Drain after 3 rounds (draft PR #101)
 	bbrMaxRenoRounds     = 63   // Reno-coexistence probe bound
 	bbrProbeUpMaxShift   = 30   // inflight_hi growth doubles per round, up to 2^30 packets
+	bbrMaxQuantumPackets = 64   // send quantum cap: link.IdealBatchSize packets
 )
 
 var (
@@ -662,14 +663,18 @@ func (b *bbr) inflightFor(bw, gain float64) float64 {
 }
 
 func (b *bbr) sendQuantum() float64 {
-	// clamp(pacing_rate·1 ms, 2·SMSS, 64 KB) (§"Send Quantum").
-	return min(max(b.pacingRate*0.001, 2*b.mss), 64<<10)
+	// clamp(pacing_rate·1 ms, 2·SMSS, 64 KB) (§"Send Quantum"), except that
+	// the cap is one send batch of the transport (64 packets, one GSO
+	// super-datagram) rather than one TSO segment.
+	return min(max(b.pacingRate*0.001, 2*b.mss), bbrMaxQuantumPackets*b.mss)
 }
 
 func (b *bbr) quantizationBudget(inflight float64) float64 {
-	// offload_budget: one send quantum in flight as a batch, plus one being
-	// built — flightline sends in batches of up to 64 packets.
-	inflight = max(inflight, 2*b.sendQuantum(), b.minPipe)
+	// offload_budget = 3·send_quantum ([DRAFT] BBRUpdateOffloadBudget): a
+	// batch being sent, one in the receiver's hands and one being
+	// acknowledged. It is what keeps a microsecond-RTT path busy, where
+	// 2·BDP is a fraction of one batch.
+	inflight = max(inflight, 3*b.sendQuantum(), b.minPipe)
 	if b.state == bbrProbeBWUp {
 		inflight += 2 * b.mss
 	}
