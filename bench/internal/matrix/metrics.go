@@ -64,6 +64,9 @@ func fillMetrics(r *report.Record, c Case, cli, srv peer.Result) {
 		if v, ok := notes["rtt_inflation"]; ok {
 			m[report.MetricRTTInflation] = v
 		}
+		for _, c := range cli.CC {
+			r.CC = append(r.CC, report.CCSample(c))
+		}
 	case ScenarioPing:
 		if len(cli.RTTs) == 0 {
 			return

@@ -228,3 +228,16 @@ func TestPlotGoodputVsLoss(t *testing.T) {
 		rec("loss", "1% loss both ways", "tcp", 0, goodput(math.NaN())), // no goodput
 	})
 }
+
+func TestPlotCC(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cc.png")
+	r := rec("wan", "200 Mbit/s, 20 ms RTT, 1% loss both ways", "flightline-bbr", 0, goodput(20))
+	for i := range 100 {
+		r.CC = append(r.CC, CCSample{T: time.Duration(i) * 50 * time.Millisecond, Delivered: uint64(i) * 1e6,
+			PacingRate: 25e6, Bandwidth: 25e6, Cwnd: 1e6, Flight: int64(i%10) * 1e5, SRTT: 20 * time.Millisecond, State: "probe_bw_cruise"})
+	}
+	require.NoError(t, PlotCC([]Record{rec("wan", "x", "tcp", 0, goodput(1)), r}, path))
+	requirePNG(t, path, 12*96, 10*96)
+	requireNoData(t, PlotCC, []Record{rec("wan", "x", "tcp", 0, goodput(1))})
+}
