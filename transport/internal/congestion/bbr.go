@@ -54,10 +54,11 @@ var (
 // measured baseline loss rate p0:
 //
 //   - p0 is an EWMA (gain 1/8) of the per-round loss ratio, fed only by
-//     rounds whose mean RTT shows no queue (<= 1.25·min_rtt + 1 ms) and that
-//     are not bandwidth probes: loss without queueing is what random loss
-//     looks like; loss with a standing queue (a full buffer, a competing
-//     flow's queue) never raises p0. It is used capped at bbrMaxBaseLoss.
+//     rounds that are not bandwidth probes and in which the queue drained
+//     at least once (smallest RTT sample <= 1.25·min_rtt + 1 ms): loss
+//     without a standing queue is what random loss looks like; loss with a
+//     standing queue (a full buffer, a competing flow's queue) never raises
+//     p0. It is used capped at bbrMaxBaseLoss.
 //   - The loss-rate threshold for "inflight too high" (probing, Startup exit)
 //     is LossThresh + p0.
 //   - The short-term cut (bw_lo, inflight_lo) happens only in rounds whose
@@ -65,8 +66,8 @@ var (
 //     at are scaled by 1/(1-p0): a round that delivered (1-p0) of what was
 //     sent at the baseline loss rate does not shrink the model; one that
 //     delivered less (congestion) still does, as in the draft.
-//   - Startup exits on loss only if the round also showed queueing delay
-//     (mean RTT > 1.25·min_rtt + 1 ms) or lost more than 20 % — a policer or
+//   - Startup exits on loss only if the round also kept a standing queue
+//     (as above) or lost more than 20 % — a policer or
 //     a shallow buffer overflowing; otherwise the plateau exit applies.
 //
 // With p0 = 0 (a clean path) every rule is the draft's. The cost: on a path
@@ -208,8 +209,7 @@ type bbr struct {
 	haveLostPN         bool
 	roundLost          float64 // bytes lost in the current loss round
 	roundAcked         float64 // bytes acked in the current loss round
-	roundRTTSum        time.Duration
-	roundRTTN          int
+	roundMinRTT        time.Duration // smallest RTT sample of the loss round (0: none)
 	p0                 float64 // baseline loss ratio estimate (uncapped EWMA)
 
 	// Aggregation (§"Estimating Aggregation").
@@ -416,8 +416,9 @@ func (b *bbr) OnAck(ev *AckEvent) {
 	_ = hasRate
 	b.roundAcked += float64(rs.NewlyAcked)
 	if rs.RTT > 0 {
-		b.roundRTTSum += rs.RTT
-		b.roundRTTN++
+		if b.roundMinRTT == 0 || rs.RTT < b.roundMinRTT {
+			b.roundMinRTT = rs.RTT
+		}
 	}
 
 	// BBRUpdateModelAndState.
@@ -478,16 +479,19 @@ func (b *bbr) updateCongestionSignals(now monotime.Time, rs *flight.RateSample, 
 	b.lossInRound = false
 	b.lossEvents = 0
 	b.roundLost, b.roundAcked = 0, 0
-	b.roundRTTSum, b.roundRTTN = 0, 0
+	b.roundMinRTT = 0
 }
 
-// roundQueued reports whether the loss round's mean RTT showed a queue.
+// roundQueued reports whether a standing queue persisted through the loss
+// round: even its smallest RTT sample was above 1.25·min_rtt + 1 ms. The
+// minimum, not the mean, so that delay jitter (a userspace hop, a busy
+// host) and the round's own probing do not read as a queue; a queue that
+// a competing flow keeps full never drains and does.
 func (b *bbr) roundQueued() bool {
-	if b.roundRTTN == 0 || b.minRTT == 0 {
+	if b.roundMinRTT == 0 || b.minRTT == 0 {
 		return false
 	}
-	mean := b.roundRTTSum / time.Duration(b.roundRTTN)
-	return float64(mean) > bbrQueueRTTFactor*float64(b.minRTT)+float64(bbrQueueRTTSlack)
+	return float64(b.roundMinRTT) > bbrQueueRTTFactor*float64(b.minRTT)+float64(bbrQueueRTTSlack)
 }
 
 func (b *bbr) updateBaseLoss(lossRatio float64, queued bool) {

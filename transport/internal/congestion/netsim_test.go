@@ -20,17 +20,34 @@ import (
 // transport/conn_send.go and conn_recv.go make. Time is virtual; a seed fixes
 // every random draw.
 type netsim struct {
-	t        *testing.T
-	rate     float64 // bottleneck bytes/s
-	buffer   float64 // bytes queued at most
-	loss     float64 // random loss probability, per data packet
-	rng      *rand.Rand
-	now      monotime.Time
-	busy     monotime.Time // bottleneck busy until
-	events   evHeap
-	seq      uint64
-	flows    []*simFlow
-	maxQueue float64
+	t      *testing.T
+	rate   float64 // bottleneck bytes/s
+	buffer float64 // bytes queued at most
+	loss   float64 // random loss probability, per data packet
+	// jitter adds U[0,jitter) to each packet's delay after the bottleneck,
+	// keeping FIFO order (like a busy forwarding hop): RTT noise without
+	// reordering.
+	jitter  time.Duration
+	lastOut monotime.Time
+	// ackLoss drops ACKs; the next ACK that arrives also carries the
+	// packets whose ACKs were lost (ACK frames repeat ranges).
+	ackLoss float64
+	// tbf, when burst > 0, replaces the FIFO server by a token bucket like
+	// Linux's tbf on a fast link: up to burst bytes leave at once, the
+	// average is rate, and a packet that would wait longer than tbfLatency
+	// is dropped. Its bursts are what make delivery-rate samples exceed
+	// the rate.
+	burst      float64
+	tbfLatency time.Duration
+	tokens     float64
+	tokensAt   monotime.Time
+	rng        *rand.Rand
+	now        monotime.Time
+	busy       monotime.Time // bottleneck busy until
+	events     evHeap
+	seq        uint64
+	flows      []*simFlow
+	maxQueue   float64
 }
 
 type simFlow struct {
@@ -55,9 +72,10 @@ type simFlow struct {
 	rtoBackoff   int
 	wakeAt       monotime.Time // pending wake event time (0 none)
 
-	ackEv  AckEvent
-	acked  []flight.Acked
-	ranges [1]flight.Range
+	ackEv      AckEvent
+	acked      []flight.Acked
+	ranges     []flight.Range
+	pendingAck []uint64 // received, ACK lost: repeated in the next ACK
 
 	// Measurements.
 	deliveredAt []deliveryMark // cumulative delivered bytes over time
@@ -159,6 +177,10 @@ func (n *netsim) run(d time.Duration) {
 		f := e.flow
 		switch e.kind {
 		case evAck:
+			if n.ackLoss > 0 && n.rng.Float64() < n.ackLoss {
+				f.pendingAck = append(f.pendingAck, e.pn)
+				break
+			}
 			n.onAck(f, e.pn)
 		case evWake:
 			if f.wakeAt == e.at {
@@ -174,9 +196,15 @@ func (n *netsim) run(d time.Duration) {
 // onAck is conn_recv.go's applyAck for a one-packet ACK frame.
 func (n *netsim) onAck(f *simFlow, pn uint64) {
 	now := n.now
-	f.ranges[0] = flight.Range{Smallest: pn, Largest: pn}
+	f.ranges = append(f.ranges[:0], flight.Range{Smallest: pn, Largest: pn})
+	for i := len(f.pendingAck) - 1; i >= 0; i-- { // ascending PNs: append in descending order
+		if p := f.pendingAck[i]; p < pn {
+			f.ranges = append(f.ranges, flight.Range{Smallest: p, Largest: p})
+		}
+	}
+	f.pendingAck = f.pendingAck[:0]
 	var rs flight.RateSample
-	f.acked, rs = f.ledger.Ack(now, f.ranges[:], f.acked[:0])
+	f.acked, rs = f.ledger.Ack(now, f.ranges, f.acked[:0])
 	if !f.haveLargest || pn > f.largest {
 		f.largest, f.haveLargest = pn, true
 	}
@@ -326,6 +354,10 @@ func (n *netsim) transmit(f *simFlow, pn uint64) {
 	if n.loss > 0 && n.rng.Float64() < n.loss {
 		return // random loss before the bottleneck
 	}
+	if n.burst > 0 {
+		n.transmitTBF(f, pn)
+		return
+	}
 	start := max(n.busy, n.now)
 	queued := start.Sub(n.now).Seconds() * n.rate
 	n.maxQueue = max(n.maxQueue, queued)
@@ -333,7 +365,31 @@ func (n *netsim) transmit(f *simFlow, pn uint64) {
 		return // drop-tail
 	}
 	n.busy = start.Add(time.Duration(simMSS / n.rate * 1e9))
-	n.schedule(n.busy.Add(2*f.owd), evAck, f, pn)
+	out := n.busy
+	if n.jitter > 0 {
+		out = max(out.Add(time.Duration(n.rng.Int64N(int64(n.jitter)))), n.lastOut)
+		n.lastOut = out
+	}
+	n.schedule(out.Add(2*f.owd), evAck, f, pn)
+}
+
+func (n *netsim) transmitTBF(f *simFlow, pn uint64) {
+	if n.tokensAt == 0 {
+		n.tokens, n.tokensAt = n.burst, n.now
+	}
+	// The bucket state at the departure of the previous packet (FIFO).
+	t := max(n.now, n.busy)
+	tokens := min(n.tokens+t.Sub(n.tokensAt).Seconds()*n.rate, n.burst)
+	if tokens < simMSS {
+		t = t.Add(time.Duration((simMSS - tokens) / n.rate * 1e9))
+		tokens = simMSS
+	}
+	if t.Sub(n.now) > n.tbfLatency {
+		return // tbf's latency limit: dropped
+	}
+	n.maxQueue = max(n.maxQueue, t.Sub(n.now).Seconds()*n.rate)
+	n.tokens, n.tokensAt, n.busy = tokens-simMSS, t, t
+	n.schedule(t.Add(2*f.owd), evAck, f, pn)
 }
 
 // goodput is the flow's delivered bytes/s between from and to.
