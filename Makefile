@@ -1,7 +1,10 @@
 # flightline — see README.md. Every target installs what it needs when missing.
 GO      ?= go
 PKGS    := ./...
-STATICCHECK_VERSION := 2026.2.2
+# staticcheck is pinned in tools/go.mod (module honnef.co/go/tools v0.8.2 —
+# the release called 2026.2.2), its hashes in tools/go.sum: the same binary
+# on every clone and in CI, fetched once through the module proxy by `deps`.
+STATICCHECK := $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
 
 .PHONY: all demo test test-short bench bench-full bench-micro lint deps fuzz clean
 
@@ -28,6 +31,7 @@ deps:
 	fi
 	@$(GO) mod download
 	@cd bench && $(GO) mod download
+	@cd tools && $(GO) mod download
 
 # demo: an encrypted transfer between two endpoints — over a veth pair in
 # network namespaces (AF_XDP where it works) when run as root, else over
@@ -35,21 +39,18 @@ deps:
 demo: deps
 	$(GO) run ./cmd/flightline demo
 
-# test: formatting, vet, and every test under the race detector. Privileged
+# test: lint (below), then every test under the race detector. Privileged
 # tests (netns, XDP, AF_XDP) run as root and skip elsewhere; with CI=true
 # they fail instead of skipping. The line-rate end-to-end suite in e2e/ moves
 # gigabytes over veth pairs and runs without -race (the race detector slows
 # it tenfold and the concurrent code it drives is raced in the unit tests).
 # So do the congestion-control network simulations (TestBBRSim*): one
 # goroutine, virtual time; -race only slows them 25x and they skip under it.
-test: deps
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/e2e$$')
 	@if [ -d e2e ]; then $(GO) test -count=1 -timeout 15m ./e2e/; fi
 	$(GO) test -count=1 -run 'Sim' ./transport/internal/congestion/
-	cd bench && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+	cd bench && $(GO) test -count=1 -timeout 10m ./...
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -69,11 +70,19 @@ bench-full: deps
 bench-micro: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./transport/ ./transport/internal/... ./transport/udplink/
 
-lint:
-	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+# lint: gofmt, go vet, staticcheck and `go mod tidy -diff` over the library
+# and the bench module (its own module); tools/ is checked for tidiness.
+# `make test` runs it first, so CI fails on any finding.
+lint: deps
+	@echo "gofmt -l ."; out=$$(gofmt -l .) || exit 1; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
-	cd bench && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd bench && $(GO) vet ./...
+	$(STATICCHECK) $(PKGS)
+	cd bench && $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
+	cd tools && $(GO) mod tidy -diff
 
 # fuzz runs every fuzz target briefly (the seed corpora also run in `make test`).
 fuzz:

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -253,6 +255,10 @@ func TestDeadlinesAndContext(t *testing.T) {
 	require.NoError(t, s.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
 	_, err = s.Read(make([]byte, 10))
 	require.ErrorIs(t, err, ErrDeadline)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "net.Conn-style deadline checks must work")
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout())
 	require.NoError(t, s.SetReadDeadline(time.Time{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

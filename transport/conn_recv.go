@@ -62,7 +62,15 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	for {
 		ok, err := rs.parser.Next(&rs.frame)
 		if err != nil {
+			// The packet authenticated, so the peer sent it: a protocol
+			// violation, not noise (docs/protocol.md, "Frames"). Frames
+			// are not self-delimiting, so nothing after the bad one can be
+			// read; dropping the packet would only make the peer resend
+			// it until its stream failed, with no reason given.
 			c.stats.dropMalformed.Add(1)
+			c.stats.protocolErrors.Add(1)
+			c.cfg.Logf("flightline: conn %x: closing: %v", c.localID, err)
+			c.CloseWithErrorAsync(1, err.Error())
 			return
 		}
 		if !ok {

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
 // Errors returned by the transport. Stream-level failures wrap one of these
@@ -30,8 +31,11 @@ var (
 	ErrTooManyStreams = errors.New("flightline: peer stream limit reached")
 	// ErrMessageTooLarge is returned by SendMessage for payloads above Config.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("flightline: message too large")
-	// ErrDeadline is returned when a stream deadline passes; it satisfies os.ErrDeadlineExceeded semantics via Timeout().
-	ErrDeadline = &deadlineError{}
+	// ErrDeadline is returned when a stream deadline passes. It is a
+	// net.Error whose Timeout() is true and it unwraps to
+	// os.ErrDeadlineExceeded, so code written for net.Conn deadlines
+	// (errors.Is(err, os.ErrDeadlineExceeded)) works unchanged.
+	ErrDeadline error = &deadlineError{}
 )
 
 type deadlineError struct{}
@@ -39,6 +43,7 @@ type deadlineError struct{}
 func (*deadlineError) Error() string   { return "flightline: deadline exceeded" }
 func (*deadlineError) Timeout() bool   { return true }
 func (*deadlineError) Temporary() bool { return true }
+func (*deadlineError) Unwrap() error   { return os.ErrDeadlineExceeded }
 
 // StreamErrorCode is an application-chosen code carried by stream resets.
 type StreamErrorCode uint64

@@ -8,7 +8,9 @@ import (
 )
 
 // transportParams are the limits each side announces in its handshake
-// payload. Every value is capped on receipt before anything is sized by it.
+// payload: five varints in field order, trailing bytes ignored
+// (docs/protocol.md §6). Every value is capped on receipt before anything
+// is sized by it.
 type transportParams struct {
 	streamWindow  uint64 // initial MAX_STREAM_DATA for every stream
 	connWindow    uint64 // initial MAX_DATA

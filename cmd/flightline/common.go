@@ -21,8 +21,10 @@ import (
 // with buffers; main builds it from the process.
 type env struct {
 	stdout, stderr io.Writer
-	// stderrTTY turns the progress bar on.
-	stderrTTY bool
+	// stderrTTY turns the progress bar on; stderrCols, when set, reports
+	// that terminal's width now (0 when unknown).
+	stderrTTY  bool
+	stderrCols func() int
 	// ready, when set, is told where a listener listens (tests use it to
 	// learn the port of --addr 127.0.0.1:0).
 	ready func(addr netip.AddrPort, pub transport.PublicKey)

@@ -48,7 +48,8 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, stderrTTY: isTerminal(os.Stderr)}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stderrTTY: isTerminal(os.Stderr),
+		stderrCols: func() int { return terminalCols(os.Stderr) }}
 	code := run(ctx, os.Args[1:], e)
 	stop()
 	os.Exit(code)
@@ -89,4 +90,14 @@ func run(ctx context.Context, args []string, e *env) int {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// terminalCols is f's terminal width in columns, 0 when f is no terminal or
+// does not say.
+func terminalCols(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
 }

@@ -203,7 +203,7 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 	var sent atomic.Uint64
 	var bar *progress
 	if e.stderrTTY && !f.json {
-		bar = startProgress(e.stderr, total, &sent)
+		bar = startProgress(e.stderr, e.stderrCols, total, &sent)
 	}
 	start := time.Now()
 	errs := make([]error, len(files))

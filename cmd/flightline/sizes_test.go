@@ -1,9 +1,7 @@
 package main
 
 import (
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -101,15 +99,4 @@ func TestParseRate(t *testing.T) {
 		require.NoError(t, err, tc.in)
 		require.Equal(t, tc.want, got, tc.in)
 	}
-}
-
-func TestRenderProgress(t *testing.T) {
-	s := renderProgress(10, 5<<20, 10<<20, time.Second)
-	require.Equal(t, "[=====>    ]  50% 5.0 MiB/10.0 MiB 5.2 MB/s", s)
-	s = renderProgress(10, 10<<20, 10<<20, time.Second)
-	require.True(t, strings.HasPrefix(s, "[==========] 100%"), s)
-	// Zero total (only empty files) is complete, not a division by zero.
-	require.True(t, strings.HasPrefix(renderProgress(4, 0, 0, 0), "[====] 100%"))
-	// More than total (a file grew) is clamped.
-	require.True(t, strings.HasPrefix(renderProgress(4, 9, 3, time.Second), "[====] 100%"))
 }

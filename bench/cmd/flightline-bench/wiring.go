@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/flightline/flightline/bench/internal/abort"
 	"github.com/flightline/flightline/bench/internal/matrix"
@@ -14,7 +13,7 @@ import (
 // keysFor makes fresh static keys for flightline runs; other peers need none
 // (quic-go derives its certificate itself, kcp-crypt uses a fixed key).
 func keysFor(p string) (map[string]string, error) {
-	if strings.HasPrefix(p, "flightline") {
+	if matrix.Flightline(p) {
 		return flightline.NewKeys()
 	}
 	return nil, nil

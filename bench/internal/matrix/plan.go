@@ -55,6 +55,12 @@ const (
 	SubjectNoRelease = "flightline-udp, release off"
 )
 
+// Flightline reports whether peer runs flightline's own code (any datapath,
+// and the abort scenario's release-off variant): such a run failing is a
+// failure of the project, where another peer's failed run is a finding to
+// footnote.
+func Flightline(peer string) bool { return strings.HasPrefix(peer, "flightline") }
+
 // AllPeers is every peer in report column order.
 var AllPeers = []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast}
 

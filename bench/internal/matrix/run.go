@@ -125,7 +125,7 @@ func (e *executor) runOne(ctx context.Context, c Case, p string, rep int) report
 	}
 	n, err := e.network(c.Net)
 	if err != nil {
-		r.Error = err.Error()
+		r.Error, r.Harness = err.Error(), true
 		return r
 	}
 	if xerr := e.xdpErr[netKey(c.Net)]; xerr != nil && needsXDP(p) {
@@ -140,7 +140,7 @@ func (e *executor) runOne(ctx context.Context, c Case, p string, rep int) report
 	s.Server = netip.AddrPortFrom(n.B.Addr, 7000+e.port%2000)
 	if e.o.KeyGen != nil {
 		if s.Keys, err = e.o.KeyGen(p); err != nil {
-			r.Error = fmt.Sprintf("keys: %v", err)
+			r.Error, r.Harness = fmt.Sprintf("keys: %v", err), true
 			return r
 		}
 	}
@@ -153,7 +153,7 @@ func (e *executor) runOne(ctx context.Context, c Case, p string, rep int) report
 	}
 	if s.CPUProfile != "" || s.MemProfile != "" {
 		if err := os.MkdirAll(filepath.Join(e.o.Out, "profiles"), 0o755); err != nil {
-			r.Error = err.Error()
+			r.Error, r.Harness = err.Error(), true
 			return r
 		}
 	}
@@ -177,7 +177,8 @@ func (e *executor) runOne(ctx context.Context, c Case, p string, rep int) report
 			r.Skipped = "n/a"
 			return r
 		}
-		r.Error = err.Error()
+		var he *runner.HarnessError
+		r.Error, r.Harness = err.Error(), errors.As(err, &he)
 	}
 	fillMetrics(&r, c, cli, srv)
 	return r

@@ -33,6 +33,10 @@ type Record struct {
 	Profiles []string   `json:"profiles,omitempty"` // pprof files written for this run
 	Error    string     `json:"error,omitempty"`    // the run failed (metrics may be partial/absent)
 	Skipped  string     `json:"skipped,omitempty"`  // the run could not happen here, with the reason ("not available: ...", "n/a")
+	// Harness says Error is the harness's own failure (building the network,
+	// making keys, starting a process), not the peer's: the benchmark is
+	// broken, whichever peer the run was for.
+	Harness bool `json:"harness,omitempty"`
 }
 
 // CCSample is one point of a sender's congestion-control time series.

@@ -57,19 +57,29 @@ type Options struct {
 	Binary string
 }
 
+// HarnessError is a run that failed in the harness — an invalid Spec, a
+// child process that could not be started — rather than in the peer, so a
+// caller can tell "this transport failed here" (a finding) from "the
+// benchmark itself is broken" (always a failure).
+type HarnessError struct{ Err error }
+
+func (e *HarnessError) Error() string { return e.Err.Error() }
+func (e *HarnessError) Unwrap() error { return e.Err }
+
 // Unpinned is Options with neither side pinned.
 func Unpinned() Options { return Options{ServerCPU: -1, ClientCPU: -1} }
 
 // Run runs s: the server in n.B, then, once it is listening, the client in
 // n.A. Addresses and interface names in s are filled in from n. It returns
 // both sides' results; err joins every failure (a side's error, a process
-// that crashed or overran the deadline).
+// that crashed or overran the deadline), and is a *HarnessError when the
+// harness failed before the peer could run.
 func Run(ctx context.Context, n *testnet.Network, s peer.Spec, o Options) (client, server peer.Result, err error) {
 	s.Server = netipAddrPort(n.B.Addr, s.Server.Port())
 	s.Client = n.A.Addr
 	s.ServerIfname, s.ClientIfname = n.B.Ifname, n.A.Ifname
 	if err := s.Validate(); err != nil {
-		return client, server, err
+		return client, server, &HarnessError{err}
 	}
 	ctx, cancel := context.WithDeadline(ctx, s.Deadline.Add(grace))
 	defer cancel()
@@ -81,7 +91,7 @@ func Run(ctx context.Context, n *testnet.Network, s peer.Spec, o Options) (clien
 
 	srv, err := start(ctx, n.B.NS, &ss, o.ServerCPU, o)
 	if err != nil {
-		return client, server, fmt.Errorf("start server: %w", err)
+		return client, server, &HarnessError{fmt.Errorf("start server: %w", err)}
 	}
 	select {
 	case <-srv.ready:
@@ -99,7 +109,7 @@ func Run(ctx context.Context, n *testnet.Network, s peer.Spec, o Options) (clien
 	if err != nil {
 		srv.kill()
 		server = srv.wait()
-		return client, server, fmt.Errorf("start client: %w", err)
+		return client, server, &HarnessError{fmt.Errorf("start client: %w", err)}
 	}
 	client = cli.wait()
 	if client.Error != "" {

@@ -117,6 +117,22 @@ func TestRunUnknownPeerAndDeadline(t *testing.T) {
 	require.False(t, errors.Is(err, nil))
 }
 
+// TestRunTellsHarnessFromPeer: a spec the harness cannot run is a
+// *HarnessError; a peer that fails in its child is not.
+func TestRunTellsHarnessFromPeer(t *testing.T) {
+	n := testnet.New(t, testnet.Config{})
+	var he *HarnessError
+
+	bad := spec("runner-test-tcp")
+	bad.Streams = 0
+	_, _, err := Run(context.Background(), n, bad, Unpinned())
+	require.ErrorAs(t, err, &he)
+
+	_, _, err = Run(context.Background(), n, spec("runner-test-corrupt"), Unpinned())
+	require.Error(t, err)
+	require.False(t, errors.As(err, &he), "corruption is the peer's failure: %v", err)
+}
+
 func TestSideFile(t *testing.T) {
 	require.Equal(t, "out/run1.server.cpu.pprof", sideFile("out/run1.cpu.pprof", "server"))
 	require.Equal(t, "run.client", sideFile("run", "client"))

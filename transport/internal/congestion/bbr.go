@@ -207,10 +207,10 @@ type bbr struct {
 	lossEvents         int
 	lastLostPN         uint64
 	haveLostPN         bool
-	roundLost          float64 // bytes lost in the current loss round
-	roundAcked         float64 // bytes acked in the current loss round
+	roundLost          float64       // bytes lost in the current loss round
+	roundAcked         float64       // bytes acked in the current loss round
 	roundMinRTT        time.Duration // smallest RTT sample of the loss round (0: none)
-	p0                 float64 // baseline loss ratio estimate (uncapped EWMA)
+	p0                 float64       // baseline loss ratio estimate (uncapped EWMA)
 
 	// Aggregation (§"Estimating Aggregation").
 	extraAcked      roundMax

@@ -3,8 +3,13 @@
 //
 // # Handshake
 //
-// The key exchange is Noise_IK_25519_ChaChaPoly_BLAKE2s with the prologue
-// "flightline v1" (https://noiseprotocol.org/noise.html, pattern IK):
+// The key exchange is Noise_IK_25519_ChaChaPoly_BLAKE2s
+// (https://noiseprotocol.org/noise.html, pattern IK) with the prologue
+// "flightline v1" followed by the initiation's cleartext prefix (type,
+// reserved, sender connection ID); the response's cleartext prefix (type,
+// reserved, both connection IDs) is mixed into the transcript before its
+// first token. Both connection IDs are therefore authenticated: an on-path
+// rewrite fails decryption.
 //
 //	<- s
 //	...
@@ -35,15 +40,17 @@
 // Responders never hold cookies, so the mac2 of a response is zero and is
 // not checked.
 //
-// Wire layouts are documented next to the size constants in messages.go and
-// in docs/wire-format.md. All integers are big-endian.
+// Wire layouts are documented next to the size constants in messages.go and,
+// normatively, in docs/protocol.md, whose test vectors vectors_test.go
+// checks. All integers are big-endian.
 //
 // # Packet protection
 //
 // After the handshake both sides run the Noise Split() on the chaining key,
 // giving one secret per direction (initiator→responder, responder→initiator).
-// Each secret is expanded with HKDF-BLAKE2s into a 32-byte AEAD key (info
-// "flightline v1 key") and a 12-byte IV (info "flightline v1 iv"). A packet
+// Each secret is expanded with two HKDF-Expand-BLAKE2s calls (no Extract;
+// the secret is the PRK) into a 32-byte AEAD key (info "flightline v1 key")
+// and a 12-byte IV (info "flightline v1 iv"). A packet
 // with number pn is sealed with nonce = IV XOR pn (pn big-endian in the last 8
 // bytes), the cleartext header as additional data, and the negotiated suite:
 // AES-256-GCM or ChaCha20-Poly1305. ReplayWindow is the RFC 6479 sliding

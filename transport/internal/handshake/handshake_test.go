@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"github.com/stretchr/testify/require"
 	"math"
@@ -521,4 +522,46 @@ func TestAcceptConcurrent(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...))
 	require.Equal(t, n, f.responder.replay.len())
+}
+
+// remac recomputes mac1 (and zeroes mac2) of a handshake message for the
+// receiver whose static public key is to: anyone can, since the key is
+// public. An on-path attacker rewriting cleartext fields does exactly this.
+func remac(msg []byte, to PublicKey, rewrite func([]byte)) []byte {
+	out := bytes.Clone(msg)
+	rewrite(out)
+	off := len(out) - 2*macSize
+	k := mac1Key(&to)
+	m := mac(k[:], out[:off])
+	copy(out[off:], m[:])
+	clear(out[off+macSize:])
+	return out
+}
+
+// The connection IDs in the cleartext prefix of both handshake messages are
+// part of the Noise transcript: an on-path rewrite of either ID, even with
+// mac1 recomputed, fails decryption instead of yielding a session bound to
+// an ID its peer never chose.
+func TestConnIDRewriteRejected(t *testing.T) {
+	f := newFixture(t, nil)
+	i := f.initiator(t, SuiteChaCha20Poly1305, []byte("params"))
+	rPub := f.rStatic.Public()
+
+	forged := remac(i.Message(), rPub, func(m []byte) { binary.BigEndian.PutUint64(m[initSenderOff:], 0x2222) })
+	_, _, _, err := f.responder.Accept(forged, srcA, 0x9999, nil)
+	require.ErrorIs(t, err, ErrDecrypt, "initiation with a rewritten sender ID")
+
+	res, resp, _, err := f.responder.Accept(i.Message(), srcA, 0x9999, nil)
+	require.NoError(t, err)
+	require.Equal(t, uint64(0x1111), res.PeerConnID)
+
+	iPub := f.iStatic.Public()
+	forged = remac(resp, iPub, func(m []byte) { binary.BigEndian.PutUint64(m[respSenderOff:], 0x7777) })
+	_, err = i.Finish(forged)
+	require.ErrorIs(t, err, ErrDecrypt, "response with a rewritten sender ID")
+
+	// The untouched response still completes the handshake.
+	got, err := i.Finish(resp)
+	require.NoError(t, err)
+	require.Equal(t, uint64(0x9999), got.PeerConnID)
 }

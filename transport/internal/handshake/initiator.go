@@ -31,6 +31,10 @@ type InitiatorConfig struct {
 	Now func() time.Time
 	// Rand is the source of ephemeral keys. Default crypto/rand.Reader.
 	Rand io.Reader
+
+	// onSplit, when set (tests only: the test vectors), receives the final
+	// transcript hash and the two Split() secrets of a successful Finish.
+	onSplit func(h, i2r, r2i [32]byte)
 }
 
 // Initiator runs the client side of the handshake:
@@ -128,11 +132,11 @@ func (i *Initiator) Retry() ([]byte, error) {
 		ts = i.lastTS.next()
 	}
 
-	hs := newSymmetricState(&i.cfg.Remote)
 	msg := make([]byte, initPayloadOff, MinInitiationLen+len(i.cfg.Payload))
 	msg[0] = TypeInitiation
 	binary.BigEndian.PutUint64(msg[initSenderOff:], i.cfg.ConnID)
 	copy(msg[initEphemeralOff:], ephPub[:])
+	hs := newSymmetricState(msg[:initPrefixLen], &i.cfg.Remote)
 
 	// -> e
 	hs.mixHash(ephPub[:])
@@ -214,6 +218,9 @@ func (i *Initiator) Finish(resp []byte) (*Result, error) {
 	hs := i.hs // work on a copy: commit only on success
 	var re PublicKey
 	copy(re[:], resp[respEphemeralOff:respPayloadOff])
+	// The response's cleartext prefix (type, reserved, both conn IDs) is
+	// in the transcript, so a rewritten ID fails the payload AEAD below.
+	hs.mixHash(resp[:respEphemeralOff])
 	// <- e
 	hs.mixHash(re[:])
 	// <- ee
@@ -235,6 +242,9 @@ func (i *Initiator) Finish(resp []byte) (*Result, error) {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
 	i2r, r2i := hs.split()
+	if i.cfg.onSplit != nil {
+		i.cfg.onSplit(hs.h, i2r, r2i)
+	}
 	sess, err := newSession(i.cfg.Suite, &i2r, &r2i)
 	clear(i2r[:])
 	clear(r2i[:])

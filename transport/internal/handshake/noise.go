@@ -16,16 +16,20 @@ import (
 // change: both are hashed into every handshake transcript.
 const (
 	protocolName = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
-	prologue     = "flightline v1"
+	// prologueLabel starts the Noise prologue; the initiation's cleartext
+	// prefix (type, reserved, sender connection ID) follows it, so the
+	// initiator's connection ID is part of the transcript.
+	prologueLabel = "flightline v1"
 )
 
-// initialCK and initialH are the symmetric state after InitializeSymmetric
-// and MixHash(prologue). The protocol name is longer than 32 bytes, so Noise
-// hashes it rather than padding it.
-var initialCK, initialH = func() ([32]byte, [32]byte) {
-	ck := blake2s.Sum256([]byte(protocolName))
-	return ck, hashConcat(ck[:], []byte(prologue))
-}()
+// initialCK is the chaining key (and hash) after InitializeSymmetric. The
+// protocol name is longer than 32 bytes, so Noise hashes it rather than
+// padding it.
+var initialCK = blake2s.Sum256([]byte(protocolName))
+
+// initPrefixLen is the length of the cleartext prefix of initiations
+// (type, reserved, sender conn ID) that the prologue binds.
+const initPrefixLen = 12
 
 // symmetricState is the Noise SymmetricState minus the CipherState: every
 // MixKey in IK is followed by exactly one encryption, so the key is returned
@@ -35,10 +39,22 @@ type symmetricState struct {
 	h  [32]byte // transcript hash
 }
 
-// newSymmetricState starts a handshake whose responder static key is rs
-// (the IK pre-message "<- s").
-func newSymmetricState(rs *PublicKey) symmetricState {
-	return symmetricState{ck: initialCK, h: hashConcat(initialH[:], rs[:])}
+// newSymmetricState starts a handshake for the initiation whose cleartext
+// prefix (bytes 0..11: type, reserved, sender conn ID) is prefix, to the
+// responder whose static key is rs. It runs MixHash(prologue) with prologue =
+// "flightline v1" || prefix, then the IK pre-message "<- s" (MixHash(rs)).
+//
+// Binding the prefix means an on-path rewrite of the initiator's connection
+// ID makes the responder's first decryption fail instead of creating a
+// connection that answers to another ID.
+func newSymmetricState(prefix []byte, rs *PublicKey) symmetricState {
+	h := newBlake2s()
+	h.Write(initialCK[:])
+	h.Write([]byte(prologueLabel))
+	h.Write(prefix[:initPrefixLen])
+	var h1 [32]byte
+	h.Sum(h1[:0])
+	return symmetricState{ck: initialCK, h: hashConcat(h1[:], rs[:])}
 }
 
 func (s *symmetricState) mixHash(data []byte) { s.h = hashConcat(s.h[:], data) }

@@ -50,7 +50,6 @@ type Responder struct {
 	pub       PublicKey
 	mac1Key   [32]byte
 	cookieKey [32]byte
-	start     symmetricState // after the "<- s" pre-message
 
 	allow     func(PublicKey) bool
 	underLoad func() bool
@@ -89,7 +88,6 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	}
 	r.mac1Key = mac1Key(&r.pub)
 	r.cookieKey = cookieKey(&r.pub)
-	r.start = newSymmetricState(&r.pub)
 	r.replay.init(cfg.ReplayCapacity)
 	return r, nil
 }
@@ -155,7 +153,7 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 		}
 	}
 
-	hs := r.start
+	hs := newSymmetricState(msg[:initPrefixLen], &r.pub)
 	defer hs.wipe()
 	var ie PublicKey
 	copy(ie[:], msg[initEphemeralOff:initStaticOff])
@@ -219,6 +217,9 @@ func (r *Responder) respond(hs *symmetricState, ie, is *PublicKey, peerID, local
 	binary.BigEndian.PutUint64(msg[respSenderOff:], localID)
 	binary.BigEndian.PutUint64(msg[respReceiverOff:], peerID)
 	copy(msg[respEphemeralOff:], ephPub[:])
+	// Not a Noise token: the cleartext prefix (type, reserved, both conn
+	// IDs) enters the transcript so the payload AEAD authenticates it.
+	hs.mixHash(msg[:respEphemeralOff])
 	// <- e
 	hs.mixHash(ephPub[:])
 	// <- ee

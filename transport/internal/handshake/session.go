@@ -86,15 +86,27 @@ func makeNonce(nonce, iv *[ivSize]byte, pn uint64) {
 	binary.BigEndian.PutUint64(nonce[4:], x)
 }
 
-// deriveDirection expands one Split() output into an AEAD and an IV.
-func deriveDirection(suite Suite, secret *[32]byte) (cipher.AEAD, [ivSize]byte, error) {
-	var key [aeadKeySize]byte
-	var iv [ivSize]byte
+// deriveKeyIV expands one Split() output into a packet key and IV: two
+// separate RFC 5869 HKDF-Expand calls with BLAKE2s-256 as the hash, the
+// secret as PRK (no Extract step: the secret already is the output of the
+// Noise HKDF) and the info labels infoKey and infoIV. Each output is shorter
+// than one hash block, so each is the first bytes of
+// HMAC-BLAKE2s(secret, info || 0x01).
+func deriveKeyIV(secret *[32]byte) (key [aeadKeySize]byte, iv [ivSize]byte, err error) {
 	if _, err := io.ReadFull(hkdf.Expand(newBlake2s, secret[:], []byte(infoKey)), key[:]); err != nil {
-		return nil, iv, fmt.Errorf("derive key: %w", err)
+		return key, iv, fmt.Errorf("derive key: %w", err)
 	}
 	if _, err := io.ReadFull(hkdf.Expand(newBlake2s, secret[:], []byte(infoIV)), iv[:]); err != nil {
-		return nil, iv, fmt.Errorf("derive iv: %w", err)
+		return key, iv, fmt.Errorf("derive iv: %w", err)
+	}
+	return key, iv, nil
+}
+
+// deriveDirection expands one Split() output into an AEAD and an IV.
+func deriveDirection(suite Suite, secret *[32]byte) (cipher.AEAD, [ivSize]byte, error) {
+	key, iv, err := deriveKeyIV(secret)
+	if err != nil {
+		return nil, iv, err
 	}
 	aead, err := suite.newAEAD(key[:])
 	clear(key[:])

@@ -14,7 +14,7 @@
 // they cannot represent (for example a varint above MaxVarint) is a broken
 // internal invariant and panics.
 //
-// The normative description of the format is docs/wire-format.md.
+// The normative description of the format is docs/protocol.md.
 package wire
 
 import "errors"
