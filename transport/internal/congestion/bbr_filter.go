@@ -36,5 +36,3 @@ func (f *roundMax) update(r uint64, v float64, n int) float64 {
 	}
 	return m
 }
-
-func (f *roundMax) reset() { *f = roundMax{} }
