@@ -198,7 +198,13 @@ type bbr struct {
 	bwProbeSamples   bool
 	prevProbeTooHigh bool
 	drainRounds      int
-	cwndLimited      bool // the flight reached the window during the current round
+	// drainedAt is when Drain ended (0 before). Startup's overshoot is
+	// answered by inflight_hi at its exit and by Drain; its losses, declared
+	// up to a round later, must not also cut the short-term model
+	// (lossForLo counts only packets sent after Drain).
+	drainedAt   monotime.Time
+	lossForLo   bool
+	cwndLimited bool // the flight reached the window during the current round
 
 	// Loss rounds.
 	lossRoundDelivered uint64
@@ -304,11 +310,15 @@ func (b *bbr) OnLoss(ev *LossEvent) {
 	lostBefore := ev.TotalLost - min(ev.TotalLost, uint64(max(ev.LostBytes, 0)))
 	if len(ev.Packets) == 0 {
 		b.noteLoss(ev.TotalDelivered, float64(ev.LostBytes), 0, false)
+		b.lossForLo = b.lossForLo || b.drainedAt != 0
 		return
 	}
 	for i := range ev.Packets {
 		p := &ev.Packets[i]
 		b.noteLoss(ev.TotalDelivered, float64(p.Size), p.PN, true)
+		if b.drainedAt != 0 && p.SentAt >= b.drainedAt {
+			b.lossForLo = true
+		}
 		lostBefore += uint64(p.Size)
 		if !b.bwProbeSamples {
 			continue
@@ -473,7 +483,8 @@ func (b *bbr) updateCongestionSignals(now monotime.Time, rs *flight.RateSample, 
 		lossRatio = b.roundLost / tot
 	}
 	queued := b.roundQueued()
-	b.adaptLowerBoundsFromCongestion(b.excessRoundLoss(b.roundLost, b.roundLost+b.roundAcked))
+	b.adaptLowerBoundsFromCongestion(b.lossForLo && b.excessRoundLoss(b.roundLost, b.roundLost+b.roundAcked))
+	b.lossForLo = false
 	b.updateBaseLoss(lossRatio, queued)
 	b.checkStartupHighLoss(lossRatio, queued)
 	b.lossInRound = false
@@ -836,6 +847,9 @@ func (b *bbr) isTimeToGoDown(rate float64) bool {
 func (b *bbr) startRound() { b.nextRoundDelivered = b.delivered }
 
 func (b *bbr) startProbeBWDown(now monotime.Time) {
+	if b.drainedAt == 0 {
+		b.drainedAt = now // the first ProbeBW cycle: Startup's losses are behind
+	}
 	b.resetCongestionSignals()
 	b.probeUpCnt = math.Inf(1)
 	// BBRPickProbeWait.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/flightline/flightline/transport/internal/flight"
 )
 
 func newTestBBR() *bbr {
@@ -64,4 +66,22 @@ func TestRoundMaxWindow(t *testing.T) {
 	require.Equal(t, 0.0, f.update(12, 0, 10), "round 2 left too")
 	require.Equal(t, 7.0, f.update(1000, 7, 10), "a jump clears everything")
 	require.Equal(t, 7.0, f.update(999, 2, 10), "a late update counts in the current round")
+}
+
+// Losses of packets sent before the first ProbeBW cycle (Startup's
+// overshoot, declared up to a round later) do not count toward the
+// short-term model's cut; later ones do.
+func TestBBRStartupLossesDoNotCutLowerBounds(t *testing.T) {
+	b := newTestBBR()
+	b.state = bbrProbeBWCruise
+	b.drainedAt = simT0.Add(time.Second)
+	lost := func(sentAt time.Duration) *LossEvent {
+		return &LossEvent{Now: simT0.Add(2 * time.Second), LostBytes: 1200, TotalLost: 1200,
+			Packets: []flight.Resend{{PN: 7, Size: 1200, SentAt: simT0.Add(sentAt)}}}
+	}
+	b.OnLoss(lost(500 * time.Millisecond))
+	require.True(t, b.lossInRound, "the loss is noted (loss rounds, p0)")
+	require.False(t, b.lossForLo, "but sent during Startup: no short-term cut")
+	b.OnLoss(lost(1500 * time.Millisecond))
+	require.True(t, b.lossForLo)
 }
