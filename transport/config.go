@@ -105,7 +105,11 @@ type Config struct {
 
 	// Congestion selects the controller: "cubic" (default), "bbr"
 	// (BBRv3, draft-ietf-ccwg-bbr-06, with a bounded response to random
-	// loss; see transport/internal/congestion/bbr.go) or "fixed".
+	// loss; see transport/internal/congestion/bbr.go) or "fixed". Pick
+	// "bbr" for WAN, lossy or shared paths: it keeps them full at a low
+	// RTT where CUBIC collapses under random loss; CUBIC stays the default
+	// because it is faster on clean LAN/data-centre links
+	// (docs/performance.md § Congestion control).
 	Congestion string
 	// FixedRate is the rate in bytes/s of the "fixed" controller.
 	// Default 12.5 MB/s (100 Mbit/s).
