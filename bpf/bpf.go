@@ -36,6 +36,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Mode selects how the program is attached.
@@ -106,7 +107,12 @@ type Program struct {
 	ports     *ebpf.Map // Hash: [2]byte port in network order → u8
 	link      link.Link // nil until Attach
 	maxQueues int
+	frags     bool // loaded with BPF_F_XDP_HAS_FRAGS (multi-buffer capable)
 }
+
+// Frags reports whether the program was loaded frags-aware, so it attaches
+// to interfaces with jumbo MTUs and sees multi-buffer frames.
+func (p *Program) Frags() bool { return p.frags }
 
 // Load creates the maps and loads the program. ports must hold 1 to 64
 // non-zero ports; maxQueues (1..MaxQueues) sizes the XSKMAP and counters, and
@@ -147,12 +153,27 @@ func Load(ports []uint16, maxQueues int) (_ *Program, err error) {
 			return nil, fmt.Errorf("add port %d: %w", port, err)
 		}
 	}
-	p.prog, err = ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+	spec := &ebpf.ProgramSpec{
 		Name:         "fl_xsk_redir",
 		Type:         ebpf.XDP,
 		License:      "GPL", // bpf_redirect_map is GPL-only
 		Instructions: instructions(p.xsks.FD(), p.counters.FD(), p.ports.FD()),
-	}, ebpf.ProgramOptions{})
+		// Frags-aware (xdp.frags): the program only reads the headers in
+		// the first buffer, so it is correct for multi-buffer frames, and
+		// the flag lets it attach to interfaces whose MTU needs them
+		// (jumbo frames). Kernels before 5.18 reject the flag: load
+		// without it there.
+		Flags: unix.BPF_F_XDP_HAS_FRAGS,
+	}
+	p.prog, err = ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{})
+	if err != nil {
+		spec.Flags = 0
+		if prog, err2 := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{}); err2 == nil {
+			p.prog, err = prog, nil
+		}
+	} else {
+		p.frags = true
+	}
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -43,15 +43,14 @@ import (
 	"fmt"
 	"sync/atomic"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// Desc mirrors struct xdp_desc (linux/if_xdp.h): a frame's UMEM address, its
-// length and option bits. It is the entry type of the RX and TX rings.
-type Desc struct {
-	Addr    uint64
-	Len     uint32
-	Options uint32
-}
+// Desc is struct xdp_desc (linux/if_xdp.h) as x/sys defines it: a frame's
+// UMEM address, its length and option bits. It is the entry type of the RX
+// and TX rings.
+type Desc = unix.XDPDesc
 
 // DescSize is the size of one RX/TX ring entry in bytes.
 const DescSize = int(unsafe.Sizeof(Desc{}))
@@ -60,17 +59,12 @@ const DescSize = int(unsafe.Sizeof(Desc{}))
 const AddrSize = 8
 
 // NeedWakeup is the XDP_RING_NEED_WAKEUP bit of a ring's flags word.
-const NeedWakeup = 1
+const NeedWakeup = unix.XDP_RING_NEED_WAKEUP
 
-// Offsets locates a ring's parts inside its mapping; it mirrors
-// struct xdp_ring_offset (unix.XDPRingOffset), as returned by
-// getsockopt(XDP_MMAP_OFFSETS).
-type Offsets struct {
-	Producer uint64
-	Consumer uint64
-	Desc     uint64
-	Flags    uint64
-}
+// Offsets locates a ring's parts inside its mapping: struct xdp_ring_offset
+// as x/sys defines it, one of the four members of the XDP_MMAP_OFFSETS
+// answer (unix.XDPMmapOffsets).
+type Offsets = unix.XDPRingOffset
 
 // ErrLayout is wrapped by the constructors when the mapping does not fit the
 // requested ring.
@@ -158,6 +152,15 @@ func (p *producer) Submit(n uint32) {
 func (p *producer) Free() uint32 {
 	p.cachedCons = atomic.LoadUint32(p.consumer) + p.size
 	return p.cachedCons - p.cachedProd
+}
+
+// Queued returns how many entries the consumer has not yet consumed, from
+// both shared indices. It only loads atomically, so any goroutine may call
+// it (for statistics) while the owner uses the ring; the answer may be stale
+// by the time it returns.
+func (s *shared) Queued() uint32 {
+	q := atomic.LoadUint32(s.producer) - atomic.LoadUint32(s.consumer)
+	return min(q, s.size)
 }
 
 // NeedWakeup reports whether the kernel asked, through the ring's flags, to

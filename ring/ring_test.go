@@ -244,3 +244,19 @@ func TestConcurrentTXRX(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestQueuedReadsBothIndices(t *testing.T) {
+	mem := make([]byte, 4096)
+	f, err := NewFill(mem, testOff, 8)
+	noErr(t, err)
+	equal(t, uint32(0), f.Queued())
+	idx, n := f.Reserve(5)
+	for i := range n {
+		f.Set(idx+i, uint64(i))
+	}
+	f.Submit(n)
+	equal(t, uint32(5), f.Queued(), "after submit")
+	// The kernel consumes two.
+	atomic.StoreUint32(kernel{mem, 8}.u32(testOff.Consumer), 2)
+	equal(t, uint32(3), f.Queued(), "after kernel consumed 2")
+}

@@ -8,6 +8,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/flightline/flightline/bpf"
 )
 
 // Slots of the per-direction loss map (an Array of u64). The Go side writes
@@ -19,10 +21,11 @@ const (
 	lossSlots     = 3
 )
 
-// XDP and tc verdicts used by the programs.
+// Verdicts used by the programs: XDP actions come from package bpf (one
+// copy of enum xdp_action); tcShot is TC_ACT_SHOT.
 const (
-	xdpDrop = 1
-	xdpPass = 2
+	xdpDrop = bpf.ActionDrop
+	xdpPass = bpf.ActionPass
 	tcShot  = 2
 )
 

@@ -45,6 +45,14 @@ type Config struct {
 	// tests can attach their own XDP programs there and AF_XDP transmit is
 	// impaired too. Without a hop, A's and B's veth ends are peers.
 	Hop bool
+	// Router puts A and B on different IPv4 subnets (10.x.y.0/25 and
+	// 10.x.y.128/25) with a router namespace R between them that forwards
+	// with the kernel's IP stack. Each host has a default route via R
+	// (Host.Gateway) and no static neighbours, so ARP runs for real: the
+	// topology of a server answering a client behind a router. IPv6 is not
+	// configured (Host.Addr6 stays invalid). It cannot be combined with Hop
+	// or impairments.
+	Router bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -59,6 +67,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Queues < 1 || c.Queues > 64 {
 		return c, fmt.Errorf("testnet: Queues %d outside 1..64", c.Queues)
+	}
+	if c.Router && (c.Hop || !c.AtoB.isZero() || !c.BtoA.isZero()) {
+		return c, errors.New("testnet: Router cannot be combined with Hop or impairment")
 	}
 	if err := c.AtoB.validate(); err != nil {
 		return c, fmt.Errorf("testnet: AtoB: %w", err)
@@ -81,6 +92,10 @@ type Host struct {
 	// is transparent at layer 2. Static (permanent) neighbour entries for the
 	// peer's Addr and Addr6 are installed, so there is no ARP/ND.
 	MAC, PeerMAC net.HardwareAddr
+	// Gateway is the router's address on this host's subnet with
+	// Config.Router (PeerMAC is then the router's MAC on this side, and no
+	// neighbour entry is static); invalid otherwise.
+	Gateway netip.Addr
 }
 
 // Run runs fn on a locked OS thread that has setns'd into h.NS and returns
@@ -123,6 +138,8 @@ type Network struct {
 	// hop is nil without the middle namespace. Directions are indexed 0 =
 	// A to B, 1 = B to A.
 	hop *middle
+	// router is R's namespace with Config.Router, "" otherwise.
+	router string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -193,6 +210,12 @@ func Setup(cfg Config) (_ *Network, err error) {
 			"numtxqueues", q1, "numrxqueues", q1, "netns", ns1, "type", "veth",
 			"peer", "name", if2, "address", mac2.String(), "mtu", mtu,
 			"numtxqueues", q2, "numrxqueues", q2, "netns", ns2)
+	}
+	if cfg.Router {
+		if err := n.setupRouter(mac, veth); err != nil {
+			return nil, err
+		}
+		return n, nil
 	}
 	if !needHop {
 		if err := veth(n.A.Ifname, n.A.NS, n.A.MAC, q, n.B.Ifname, n.B.NS, n.B.MAC, q); err != nil {
@@ -329,6 +352,9 @@ func (n *Network) namespaces() []string {
 	ns := []string{n.ID + "a", n.ID + "b"}
 	if n.hop != nil {
 		ns = append(ns, n.hop.ns)
+	}
+	if n.router != "" {
+		ns = append(ns, n.router)
 	}
 	return ns
 }

@@ -63,6 +63,10 @@ type Config struct {
 	// XDPMode is how the XDP program attaches for the xdp datapath: "auto"
 	// (default: native where the driver supports it), "native" or "generic".
 	XDPMode string
+	// XDPBusyPoll turns on preferred busy polling for the xdp datapath
+	// (xdp.BusyPollPrefer: logged fallback where the kernel refuses it).
+	// Default false. See docs/afxdp.md.
+	XDPBusyPoll bool
 
 	// MaxPacketSize is the largest UDP payload sent. Default and maximum:
 	// link.MaxPacketSize (1452).

@@ -20,7 +20,11 @@ func openLink(ap netip.AddrPort, c *Config) (link.Link, error) {
 			err = xdp.Probe(ifname)
 		}
 		if err == nil {
-			l, xerr := xdp.Listen(xdp.Config{Interface: ifname, Addr: ap, Mode: xdpMode(c.XDPMode), Logf: c.Logf})
+			xc := xdp.Config{Interface: ifname, Addr: ap, Mode: xdpMode(c.XDPMode), Logf: c.Logf}
+			if c.XDPBusyPoll {
+				xc.BusyPoll.Mode = xdp.BusyPollPrefer
+			}
+			l, xerr := xdp.Listen(xc)
 			if xerr == nil {
 				return l, nil
 			}

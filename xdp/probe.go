@@ -1,15 +1,13 @@
 package xdp
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +18,7 @@ var ErrNotSupported = errors.New("xdp: AF_XDP not supported here")
 // NotSupportedError names why AF_XDP cannot work. errors.Is(err,
 // ErrNotSupported) is true for it; Unwrap gives the underlying error.
 type NotSupportedError struct {
-	Cause string // short, stable: "not privileged", "no such interface", "kernel lacks AF_XDP"
+	Cause string // short, stable: "not privileged", "no such interface", "kernel lacks AF_XDP", "kernel lacks XDP programs"
 	Err   error  // underlying error, may be nil
 }
 
@@ -34,37 +32,44 @@ func (e *NotSupportedError) Error() string {
 func (e *NotSupportedError) Unwrap() error        { return e.Err }
 func (e *NotSupportedError) Is(target error) bool { return target == ErrNotSupported }
 
-// Capability bits (linux/capability.h).
-const (
-	capNetAdmin = 12
-	capNetRaw   = 13
-	capSysAdmin = 21
-	capBPF      = 39
-)
-
 // probeFacts are the observations Probe decides on; split out so the
-// decision is testable without changing privileges.
+// decision is testable without changing privileges or kernels.
 type probeFacts struct {
-	capEff   uint64 // effective capabilities
-	capErr   error  // reading them failed
-	ifErr    error  // looking the interface up failed
-	xskErr   error  // socket(AF_XDP) failed
-	haveLink bool   // interface exists
+	progErr  error // features.HaveProgramType(ebpf.XDP)
+	mapErr   error // features.HaveMapType(ebpf.XSKMap)
+	xskErr   error // socket(AF_XDP) failed
+	ifErr    error // looking the interface up failed
+	haveLink bool  // interface exists
 }
+
+// denied reports a probe that failed for lack of privilege (CAP_BPF or
+// CAP_SYS_ADMIN for BPF objects, CAP_NET_RAW for the socket).
+func denied(err error) bool { return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) }
 
 // decide turns facts into Probe's answer.
 func decide(ifname string, f probeFacts) error {
-	if f.capErr != nil {
-		return &NotSupportedError{Cause: "cannot read capabilities", Err: f.capErr}
-	}
-	has := func(c uint) bool { return f.capEff&(1<<c) != 0 }
-	if !has(capNetAdmin) || !(has(capBPF) || has(capSysAdmin)) || !has(capNetRaw) {
-		return &NotSupportedError{Cause: "not privileged",
-			Err: errors.New("need root or CAP_NET_ADMIN+CAP_NET_RAW+CAP_BPF")}
+	for _, p := range []struct {
+		err  error
+		what string
+	}{{f.progErr, "XDP programs"}, {f.mapErr, "XSKMAP maps"}} {
+		switch {
+		case p.err == nil:
+		case errors.Is(p.err, ebpf.ErrNotSupported):
+			return &NotSupportedError{Cause: "kernel lacks " + p.what, Err: p.err}
+		case denied(p.err):
+			return &NotSupportedError{Cause: "not privileged",
+				Err: fmt.Errorf("need root or CAP_BPF+CAP_NET_ADMIN+CAP_NET_RAW: %w", p.err)}
+		default:
+			return &NotSupportedError{Cause: "cannot probe " + p.what, Err: p.err}
+		}
 	}
 	if f.xskErr != nil {
-		if errors.Is(f.xskErr, unix.EAFNOSUPPORT) {
+		switch {
+		case errors.Is(f.xskErr, unix.EAFNOSUPPORT):
 			return &NotSupportedError{Cause: "kernel lacks AF_XDP", Err: f.xskErr}
+		case denied(f.xskErr):
+			return &NotSupportedError{Cause: "not privileged",
+				Err: fmt.Errorf("need CAP_NET_RAW for AF_XDP sockets: %w", f.xskErr)}
 		}
 		return &NotSupportedError{Cause: "cannot create AF_XDP socket", Err: f.xskErr}
 	}
@@ -97,7 +102,11 @@ func Probe(ifname string) error {
 		return v.(error)
 	}
 	var f probeFacts
-	f.capEff, f.capErr = effectiveCaps()
+	// cilium/ebpf loads a minimal program and map of each type (its
+	// results are cached per process): this answers both "does the kernel
+	// have it" and "may we use it", without parsing capability bits.
+	f.progErr = features.HaveProgramType(ebpf.XDP)
+	f.mapErr = features.HaveMapType(ebpf.XSKMap)
 	if fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
 		f.xskErr = err
 	} else {
@@ -122,19 +131,4 @@ func netnsID() uint64 {
 		return 0
 	}
 	return st.Ino
-}
-
-func effectiveCaps() (uint64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, errors.New("no CapEff in /proc/self/status")
 }

@@ -3,6 +3,8 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -15,16 +17,18 @@ import (
 // frameSize bytes, mmap'd outside the Go heap (the kernel pins it) and
 // registered with XDP_UMEM_REG.
 //
-// The first half of the frames circulates fill → RX → fill and touches
-// the free list only in the defensive path where the fill ring is short of
-// slots (see Link.receive). The second half is the TX pool: free holds the
+// The first rxFrames frames circulate fill → RX → fill and touch the free
+// list only in the defensive path where the fill ring is short of slots
+// (see Link.receive). The remaining txFrames are the TX pool: free holds the
 // addresses not currently in the TX or completion ring, used as a LIFO so
 // recently used (cache-warm) frames go out first. free is owned by the TX
-// path (WriteBatch), which is serialised by Link.txMu.
+// path (WriteBatch), which is serialised by the socket's txMu.
 type umem struct {
 	mem       []byte
 	frameSize uint32
+	txFrames  uint32
 	free      []uint64
+	inFlight  atomic.Uint32 // txFrames - len(free), for Stats
 }
 
 func (u *umem) alloc() (uint64, bool) {
@@ -33,10 +37,19 @@ func (u *umem) alloc() (uint64, bool) {
 	}
 	a := u.free[len(u.free)-1]
 	u.free = u.free[:len(u.free)-1]
+	u.inFlight.Store(u.txFrames - uint32(len(u.free)))
 	return a, true
 }
 
-func (u *umem) release(addr uint64) { u.free = append(u.free, addr) }
+// release returns a completed TX frame. A frame not from the TX pool, or one
+// already free, means the kernel misbehaved; it is ignored rather than
+// allowed to overflow the free list.
+func (u *umem) release(addr uint64) {
+	if len(u.free) < int(u.txFrames) {
+		u.free = append(u.free, addr)
+	}
+	u.inFlight.Store(u.txFrames - uint32(len(u.free)))
+}
 
 // frame returns the frame's bytes at addr (an address from a ring), or nil
 // if addr and n do not lie inside the UMEM.
@@ -52,8 +65,10 @@ type socketConfig struct {
 	ifindex   int
 	queue     int
 	frameSize uint32 // 2048 or 4096
-	numFrames uint32 // power of two >= 64
+	rxFrames  uint32 // power of two >= 64: receive frames (RX ring size; fill ring is twice this)
+	txFrames  uint32 // power of two >= 64: transmit frames (TX and completion ring size)
 	zeroCopy  ZeroCopyMode
+	sg        bool          // bind with XDP_USE_SG: frames may span several UMEM frames
 	bindWait  time.Duration // how long to retry EBUSY on bind
 	logf      func(string, ...any)
 }
@@ -62,16 +77,28 @@ type socketConfig struct {
 // four rings. RX side (rx, fill) belongs to the reader; TX side (tx, comp,
 // umem.free) to the writer.
 type socket struct {
-	fd       int
-	queue    int
-	umem     umem
-	fill     *ring.Fill
-	comp     *ring.Completion
-	rx       *ring.RX
-	tx       *ring.TX
-	maps     [][]byte // ring mappings, unmapped on close
-	rxSpare  []uint64 // RX frames waiting for fill ring space (reader-owned)
-	zeroCopy bool
+	// txMu serialises the TX side (tx, comp, umem.free): WriteBatch for
+	// destinations hashed to this queue, and the resolver's flush.
+	txMu       sync.Mutex
+	fd         int
+	queue      int
+	umem       umem
+	fill       *ring.Fill
+	comp       *ring.Completion
+	rx         *ring.RX
+	tx         *ring.TX
+	maps       [][]byte // ring mappings, unmapped on close
+	rxSpare    []uint64 // RX frames waiting for fill ring space (reader-owned)
+	zeroCopy   bool
+	copyReason string        // why ZeroCopyAuto ended in copy mode, if it did
+	sg         bool          // bound with XDP_USE_SG
+	rxScratch  []byte        // reader: a multi-buffer frame gathered
+	txScratch  []byte        // writer: a multi-buffer frame built before splitting
+	fragAddrs  []uint64      // writer: the frames of one multi-buffer frame
+	kickStalls atomic.Uint64 // kicks that left frames in the TX ring after txWait
+	// fillLow is the fewest frames seen on the fill ring right after a
+	// refill (reader writes, Stats reads).
+	fillLow atomic.Uint32
 }
 
 // cleanup is a stack of undo functions for partial setup.
@@ -125,7 +152,8 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 
 	// UMEM: page-aligned anonymous memory, populated up front so the first
 	// packets do not fault.
-	size := int(cfg.frameSize * cfg.numFrames)
+	numFrames := cfg.rxFrames + cfg.txFrames
+	size := int(cfg.frameSize * numFrames)
 	s.umem.frameSize = cfg.frameSize
 	s.umem.mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
@@ -139,23 +167,23 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 		Size: cfg.frameSize,
 	}
 	if err := setsockopt(s.fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
-		return nil, fmt.Errorf("register umem (%d x %d B): %w", cfg.numFrames, cfg.frameSize, err)
+		return nil, fmt.Errorf("register umem (%d x %d B): %w", numFrames, cfg.frameSize, err)
 	}
 
-	// Half the frames receive, half transmit. The RX, TX and completion
-	// rings hold exactly their half. The fill ring is twice as large: the
-	// kernel publishes its fill consumer index lazily (only when its cached
-	// batch runs dry, see xskq_cons_peek in net/xdp/xsk_queue.h), so up to
-	// half the frames may already sit in RX or in our hands while still
-	// counting as occupied fill slots.
-	half := cfg.numFrames / 2
+	// The RX ring holds exactly the receive frames, the TX and completion
+	// rings exactly the transmit frames. The fill ring is twice as large as
+	// RX: the kernel publishes its fill consumer index lazily (only when its
+	// cached batch runs dry, see xskq_cons_peek in net/xdp/xsk_queue.h), so
+	// every receive frame may already sit in RX or in our hands while still
+	// counting as an occupied fill slot.
+	rxN, txN := cfg.rxFrames, cfg.txFrames
 	for _, o := range []struct {
 		opt  int
 		name string
 		size uint32
 	}{
-		{unix.XDP_UMEM_FILL_RING, "fill", cfg.numFrames}, {unix.XDP_UMEM_COMPLETION_RING, "completion", half},
-		{unix.XDP_RX_RING, "rx", half}, {unix.XDP_TX_RING, "tx", half},
+		{unix.XDP_UMEM_FILL_RING, "fill", 2 * rxN}, {unix.XDP_UMEM_COMPLETION_RING, "completion", txN},
+		{unix.XDP_RX_RING, "rx", rxN}, {unix.XDP_TX_RING, "tx", txN},
 	} {
 		if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, o.opt, int(o.size)); err != nil {
 			return nil, fmt.Errorf("size %s ring to %d: %w", o.name, o.size, err)
@@ -177,48 +205,50 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 		}
 		s.maps = append(s.maps, m)
 		undo.push(func() error { return unix.Munmap(m) })
-		return m, ring.Offsets{Producer: ro.Producer, Consumer: ro.Consumer, Desc: ro.Desc, Flags: ro.Flags}, nil
+		return m, ro, nil
 	}
-	m, ro, err := mapRing(off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, ring.AddrSize, cfg.numFrames)
+	m, ro, err := mapRing(off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, ring.AddrSize, 2*rxN)
 	if err == nil {
-		s.fill, err = ring.NewFill(m, ro, cfg.numFrames)
+		s.fill, err = ring.NewFill(m, ro, 2*rxN)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map fill ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, ring.AddrSize, half)
+	m, ro, err = mapRing(off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, ring.AddrSize, txN)
 	if err == nil {
-		s.comp, err = ring.NewCompletion(m, ro, half)
+		s.comp, err = ring.NewCompletion(m, ro, txN)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map completion ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Rx, unix.XDP_PGOFF_RX_RING, ring.DescSize, half)
+	m, ro, err = mapRing(off.Rx, unix.XDP_PGOFF_RX_RING, ring.DescSize, rxN)
 	if err == nil {
-		s.rx, err = ring.NewRX(m, ro, half)
+		s.rx, err = ring.NewRX(m, ro, rxN)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map rx ring: %w", err)
 	}
-	m, ro, err = mapRing(off.Tx, unix.XDP_PGOFF_TX_RING, ring.DescSize, half)
+	m, ro, err = mapRing(off.Tx, unix.XDP_PGOFF_TX_RING, ring.DescSize, txN)
 	if err == nil {
-		s.tx, err = ring.NewTX(m, ro, half)
+		s.tx, err = ring.NewTX(m, ro, txN)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("map tx ring: %w", err)
 	}
 
-	// Frames [0, half) go on the fill ring, [half, numFrames) are the TX pool.
-	idx, got := s.fill.Reserve(half)
-	if got < half {
-		return nil, fmt.Errorf("fill ring: only %d of %d slots free", got, half)
+	// Frames [0, rxN) go on the fill ring, [rxN, rxN+txN) are the TX pool.
+	idx, got := s.fill.Reserve(rxN)
+	if got < rxN {
+		return nil, fmt.Errorf("fill ring: only %d of %d slots free", got, rxN)
 	}
-	for i := range half {
+	for i := range rxN {
 		s.fill.Set(idx+i, uint64(i*cfg.frameSize))
 	}
-	s.fill.Submit(half)
-	s.umem.free = make([]uint64, 0, half)
-	for i := cfg.numFrames - 1; i >= half; i-- {
+	s.fill.Submit(rxN)
+	s.fillLow.Store(rxN)
+	s.umem.txFrames = txN
+	s.umem.free = make([]uint64, 0, txN)
+	for i := numFrames - 1; i >= rxN; i-- {
 		s.umem.free = append(s.umem.free, uint64(i*cfg.frameSize))
 	}
 
@@ -231,28 +261,62 @@ func openSocket(cfg socketConfig) (_ *socket, err error) {
 	}
 	// Best effort (Linux 6.x): let one kick send a whole batch instead of 32
 	// frames, which saves syscalls and ~20% TX time.
-	if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, int(min(half, 256))); err != nil && cfg.logf != nil {
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, int(min(txN, 256))); err != nil && cfg.logf != nil {
 		cfg.logf("xdp: queue %d: XDP_MAX_TX_SKB_BUDGET not supported: %v", cfg.queue, err)
 	}
 	undo = nil // success: Close owns everything now
 	return s, nil
 }
 
-// bind binds to (ifindex, queue). The kernel frees a closed socket's buffer
-// pool asynchronously, so binding within ~20 ms of closing the previous
-// socket on the queue fails with a transient EBUSY: retry until bindWait.
+// bind binds to (ifindex, queue). ZeroCopyAuto asks for zero-copy first
+// and, when the driver cannot do it (EOPNOTSUPP; EINVAL from drivers that
+// reject the flag), binds again in copy mode and records why in
+// s.copyReason. The kernel frees a closed socket's buffer pool
+// asynchronously, so binding within ~20 ms of closing the previous socket
+// on the queue fails with a transient EBUSY: retry until bindWait.
 func (s *socket) bind(cfg socketConfig) error {
-	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
+	err := s.bindMode(cfg)
+	if err != nil && cfg.sg && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+		// Multi-buffer needs Linux ≥ 6.6 (and, in zero-copy, driver
+		// support): run with frames limited to one UMEM frame.
+		if cfg.logf != nil {
+			cfg.logf("xdp: queue %d: multi-buffer (XDP_USE_SG) bind refused, frames limited to one UMEM frame: %v", cfg.queue, err)
+		}
+		cfg.sg = false
+		s.copyReason = ""
+		err = s.bindMode(cfg)
+	}
+	s.sg = err == nil && cfg.sg
+	return err
+}
+
+func (s *socket) bindMode(cfg socketConfig) error {
 	switch cfg.zeroCopy {
 	case ZeroCopyRequire:
-		flags |= unix.XDP_ZEROCOPY
+		return s.bindFlags(cfg, unix.XDP_ZEROCOPY)
 	case ZeroCopyOff:
-		flags |= unix.XDP_COPY
+		return s.bindFlags(cfg, unix.XDP_COPY)
+	}
+	err := s.bindFlags(cfg, unix.XDP_ZEROCOPY)
+	if err == nil || !(errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		return err
+	}
+	s.copyReason = err.Error()
+	if cfg.logf != nil {
+		cfg.logf("xdp: queue %d: zero-copy bind refused, using copy mode: %v", cfg.queue, err)
+	}
+	return s.bindFlags(cfg, unix.XDP_COPY)
+}
+
+func (s *socket) bindFlags(cfg socketConfig, mode uint16) error {
+	flags := uint16(unix.XDP_USE_NEED_WAKEUP) | mode
+	if cfg.sg {
+		flags |= unix.XDP_USE_SG
 	}
 	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.ifindex), QueueID: uint32(cfg.queue)}
 	deadline := time.Now().Add(cfg.bindWait)
 	for {
-		err := unix.Bind(s.fd, sa)
+		err := bindXSK(s.fd, sa)
 		if err == nil {
 			return nil
 		}
@@ -261,32 +325,62 @@ func (s *socket) bind(cfg socketConfig) error {
 			continue
 		}
 		switch {
-		case errors.Is(err, unix.EOPNOTSUPP) && cfg.zeroCopy == ZeroCopyRequire:
+		case errors.Is(err, unix.EOPNOTSUPP) && mode == unix.XDP_ZEROCOPY:
 			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d: zero-copy not supported by the driver: %w", cfg.ifindex, cfg.queue, err)
 		case errors.Is(err, unix.EINVAL):
-			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d (queue beyond the device's?): %w", cfg.ifindex, cfg.queue, err)
+			return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d (queue beyond the device's, or mode refused?): %w", cfg.ifindex, cfg.queue, err)
 		}
 		return fmt.Errorf("bind AF_XDP socket to ifindex %d queue %d: %w", cfg.ifindex, cfg.queue, err)
 	}
 }
 
-// kick tells the kernel to process the TX ring. In copy mode each call sends
-// a bounded number of frames and returns EAGAIN when more are left; EAGAIN,
-// EBUSY, ENOBUFS and ENETDOWN are transient, so kick retries a few times and
-// then leaves the rest for the next call.
+// bindXSK is unix.Bind; a variable so tests can play a zero-copy driver.
+var bindXSK = func(fd int, sa *unix.SockaddrXDP) error { return unix.Bind(fd, sa) }
+
+// transientKick reports sendto errors after which the kernel still owns
+// the unsent descriptors and will take them on a later kick: the copy-mode
+// budget ran out with frames left (EAGAIN), the device queue is stopped or
+// the driver refused the skb for now (EBUSY), no skb memory (ENOBUFS), the
+// link is down (ENETDOWN), or a signal (EINTR).
+func transientKick(e unix.Errno) bool {
+	switch e {
+	case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.ENETDOWN, unix.EINTR:
+		return true
+	}
+	return false
+}
+
+// kick tells the kernel to process the TX ring. In copy mode the kernel
+// transmits inside sendto, at most XDP_MAX_TX_SKB_BUDGET frames per call,
+// and returns EAGAIN while descriptors are left; kick keeps calling until
+// the kernel took every submitted descriptor, so nothing waits in the ring
+// for a next WriteBatch that may not come (a stalled tail costs a
+// retransmission timeout). Transient refusals are retried with a short
+// sleep until txWait; then kick returns nil and the frames stay queued for
+// the next kick (counted in kickStalls). In zero-copy mode a successful
+// sendto only wakes the driver, which sends asynchronously.
 func (s *socket) kick() error {
-	for range 16 {
+	var deadline time.Time
+	for {
 		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
+		if e == 0 || s.tx.Queued() == 0 {
 			return nil
-		case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.ENETDOWN, unix.EINTR:
-			continue
-		default:
+		}
+		if !transientKick(e) {
 			return fmt.Errorf("kick tx on queue %d: %w", s.queue, e)
 		}
+		if e == unix.EAGAIN {
+			continue // budget spent, more frames to send: kick again at once
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(txWait)
+		} else if now.After(deadline) {
+			s.kickStalls.Add(1)
+			return nil
+		}
+		time.Sleep(50 * time.Microsecond)
 	}
-	return nil
 }
 
 // reap moves completed TX frames back to the free list.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/flightline/flightline/bpf"
+	"github.com/flightline/flightline/transport/link"
 )
 
 // XSKStats are a socket's XDP_STATISTICS counters (struct xdp_statistics).
@@ -26,6 +27,20 @@ type QueueStats struct {
 	DropBadHeader uint64 // not eth/IP/UDP, truncated, bad version/IHL/lengths
 	DropNotOurs   uint64 // UDP to another address or port
 	DropOversize  uint64 // payload larger than the caller's buffer
+	// Transmit backpressure: WriteBatch found no free TX frame and waited
+	// (TxFullWaits), gave up after the bounded wait with the transient
+	// ErrTxFull (TxFullErrors), or a kick left frames in the TX ring after
+	// the kernel kept refusing them (KickStalls; a later kick sends them).
+	TxFullWaits, TxFullErrors, KickStalls uint64
+	// Ring occupancy at the time of the snapshot. FillQueued counts frames
+	// the kernel has not yet published as consumed (it publishes lazily,
+	// so it may over-count); FillLowWater is the fewest seen on the fill
+	// ring after a refill since Listen. RxQueued is received frames not yet
+	// read; TxInFlight is TX frames in the TX or completion ring. FillSize is
+	// the number of receive frames (the most the fill ring ever holds).
+	FillSize, FillQueued, FillLowWater uint32
+	RxQueued                           uint32
+	TxFrames, TxInFlight               uint32
 }
 
 // Stats is a snapshot of the link's counters.
@@ -42,6 +57,9 @@ type Stats struct {
 	StackRx uint64
 	// StackOversize counts stack datagrams larger than the caller's buffer.
 	StackOversize uint64
+	// NeighbourDrops counts datagrams not sent because their next hop's
+	// MAC address could not be resolved.
+	NeighbourDrops uint64
 }
 
 // Stats returns a snapshot of the link's counters. After Close it returns
@@ -56,16 +74,43 @@ func (l *Link) Stats() Stats {
 	st.ProgramAttached = l.prog.Attached()
 	st.StackRx = l.stackRx.Load()
 	st.StackOversize = l.stackBig.Load()
+	st.NeighbourDrops = l.nh.drops.Load()
 	st.Program, _ = l.prog.Counters()
 	for q, s := range l.socks {
 		c := &l.counters[q]
 		qs := QueueStats{Queue: q, RxPackets: c.rx.Load(), TxPackets: c.tx.Load(),
 			DropBadHeader: c.drops[dropBadHeader].Load(), DropNotOurs: c.drops[dropNotOurs].Load(),
-			DropOversize: c.drops[dropOversize].Load()}
+			DropOversize: c.drops[dropOversize].Load(),
+			TxFullWaits:  c.txFullWaits.Load(), TxFullErrors: c.txFullErrors.Load(), KickStalls: s.kickStalls.Load(),
+			FillSize: s.fill.Size() / 2, FillQueued: s.fill.Queued(), FillLowWater: s.fillLow.Load(),
+			RxQueued: s.rx.Queued(), TxFrames: s.umem.txFrames, TxInFlight: s.umem.inFlight.Load()}
 		qs.XSK, _ = s.xskStats()
 		st.Queues = append(st.Queues, qs)
 	}
 	return st
+}
+
+// Counters sums the queues' counters into the datapath-neutral form that
+// link.Caps (and so transport.Stats.Link) reports.
+func (s Stats) Counters() link.Counters {
+	var c link.Counters
+	for _, q := range s.Queues {
+		c.RxDropped += q.XSK.RxDropped
+		c.RxRingFull += q.XSK.RxRingFull
+		c.RxFillRingEmpty += q.XSK.RxFillRingEmpty
+		c.RxInvalidDescs += q.XSK.RxInvalidDescs
+		c.TxInvalidDescs += q.XSK.TxInvalidDescs
+		c.TxRingEmpty += q.XSK.TxRingEmpty
+		c.TxFullWaits += q.TxFullWaits
+		c.TxFullErrors += q.TxFullErrors
+		c.FillSize += q.FillSize
+		c.FillQueued += q.FillQueued
+		c.FillLowWater += q.FillLowWater
+		c.TxFrames += q.TxFrames
+		c.TxInFlight += q.TxInFlight
+	}
+	c.NeighbourDrops = s.NeighbourDrops
+	return c
 }
 
 // Hint kinds returned by Diagnose.
@@ -131,3 +176,6 @@ func (s Stats) Diagnose() []Hint {
 	}
 	return hints
 }
+
+// DiagString is a temporary diagnostic dump.
+func (l *Link) DiagString() string { return fmt.Sprintf("%+v", l.Stats()) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flightline/flightline/testnet"
 	"github.com/flightline/flightline/transport"
+	"github.com/flightline/flightline/transport/link"
 )
 
 // demoFlags are the flags of `flightline demo`.
@@ -23,6 +24,8 @@ type demoFlags struct {
 	size             sizeFlag
 	streams          int
 	datapath, netns  string
+	xdpMode          string
+	xdpBusyPoll      bool
 	seed             uint64
 	handshakeTimeout time.Duration
 }
@@ -33,6 +36,8 @@ func (f *demoFlags) register(fset *flag.FlagSet) {
 	fset.Var(&f.size, "size", "total bytes to transfer, split evenly over the streams (e.g. 64MiB, 1GB)")
 	fset.IntVar(&f.streams, "streams", 4, "concurrent streams")
 	fset.StringVar(&f.datapath, "datapath", "auto", "datapath: auto, udp or xdp")
+	fset.StringVar(&f.xdpMode, "xdp-mode", "auto", "XDP attach mode for the xdp datapath: auto, native or generic")
+	fset.BoolVar(&f.xdpBusyPoll, "xdp-busy-poll", false, "preferred busy polling on the AF_XDP sockets (logged fallback where unavailable)")
 	fset.StringVar(&f.netns, "netns", "auto", "run on a veth pair in network namespaces: auto (when root), on, or off (loopback)")
 	fset.Uint64Var(&f.seed, "seed", 1, "seed of the generated data")
 	fset.DurationVar(&f.handshakeTimeout, "handshake-timeout", 5*time.Second, "handshake timeout")
@@ -52,6 +57,10 @@ type demoReport struct {
 	SHA256Match    bool   `json:"sha256_match"`
 	Verified       int    `json:"streams_verified"`
 	Interrupted    bool   `json:"interrupted,omitempty"`
+	// The datapath's own drop and ring counters on each side (zero on
+	// datapaths that keep none); a lossless run keeps the drops at 0.
+	SenderLink   link.Counters `json:"sender_link"`
+	ReceiverLink link.Counters `json:"receiver_link"`
 }
 
 // runDemo runs a listener and a sender in one process and transfers
@@ -72,6 +81,8 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	switch {
 	case f.streams < 1 || f.streams > transport.DefaultMaxStreams:
 		return usagef("--streams %d: want 1..%d", f.streams, transport.DefaultMaxStreams)
+	case f.xdpMode != "auto" && f.xdpMode != "native" && f.xdpMode != "generic":
+		return usagef("--xdp-mode %q: want auto, native or generic", f.xdpMode)
 	case f.netns != "auto" && f.netns != "on" && f.netns != "off":
 		return usagef("--netns %q: want auto, on or off", f.netns)
 	case f.handshakeTimeout <= 0:
@@ -169,7 +180,8 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	var srvEP, cliEP *transport.Endpoint
 	err = st.srvRun(func() (err error) {
 		srvEP, err = transport.Listen(st.srvAddr, &transport.Config{
-			PrivateKey: skey, Datapath: f.datapath, Interface: st.srvIf, Logf: logf})
+			PrivateKey: skey, Datapath: f.datapath, Interface: st.srvIf, Logf: logf,
+			XDPMode: f.xdpMode, XDPBusyPoll: f.xdpBusyPoll})
 		return err
 	})
 	if err != nil {
@@ -179,6 +191,7 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	err = st.cliRun(func() (err error) {
 		cliEP, err = transport.Bind(st.cliAddr, &transport.Config{
 			Datapath: f.datapath, Interface: st.cliIf, Logf: logf,
+			XDPMode: f.xdpMode, XDPBusyPoll: f.xdpBusyPoll,
 			HandshakeTimeout: f.handshakeTimeout})
 		return err
 	})
@@ -218,6 +231,7 @@ func demo(ctx context.Context, f *demoFlags, e *env) (*demoReport, error) {
 	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	conn.CloseContext(cctx)
 	cancel()
+	rep.SenderLink, rep.ReceiverLink = cliEP.Link().Caps().Counters, srvEP.Link().Caps().Counters
 
 	// Every stream the sender finished had its digest confirmed by the
 	// receiver; compare the receiver's own records too, in process.
@@ -323,4 +337,15 @@ func printDemo(e *env, r *demoReport) {
 	fmt.Fprintf(w, "sha256: %s (%d/%d streams verified on the receiving side)\n", match, r.Verified, r.Streams)
 	fmt.Fprintf(w, "sender stats: rtt %.3f ms (min %.3f ms), cwnd %s, packets sent %d, retransmits %d, lost %d\n",
 		r.RTTMS, r.MinRTTMS, formatSize(uint64(max(r.Cwnd, 0))), r.PacketsSent, r.Retransmits, r.Lost)
+	for _, side := range []struct {
+		name string
+		c    link.Counters
+	}{{"sender", r.SenderLink}, {"receiver", r.ReceiverLink}} {
+		if side.c == (link.Counters{}) {
+			continue
+		}
+		c := side.c
+		fmt.Fprintf(w, "%s datapath: rx dropped %d (fill ring empty %d, rx ring full %d), tx full waits %d, tx full errors %d, neighbour drops %d, fill low-water %d/%d\n",
+			side.name, c.RxDropped, c.RxFillRingEmpty, c.RxRingFull, c.TxFullWaits, c.TxFullErrors, c.NeighbourDrops, c.FillLowWater, c.FillSize)
+	}
 }

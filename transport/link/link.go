@@ -43,6 +43,38 @@ type Caps struct {
 	ZeroCopy bool   // AF_XDP zero-copy mode
 	Queues   int    // receive queues served (1 for sockets)
 	Note     string // why an offload is off, e.g. "GSO disabled: EIO on first send"
+	// Counters are the datapath's own drop and queue-occupancy counters at
+	// the time Caps was called; zero for links that keep none.
+	Counters Counters
+}
+
+// Counters are a datapath's own loss and occupancy counters, summed over
+// its queues. A lossless network with a healthy datapath keeps every drop
+// counter at zero; a nonzero one names a loss the datapath caused itself.
+type Counters struct {
+	// Kernel AF_XDP counters (XDP_STATISTICS).
+	RxDropped       uint64 `json:"rx_dropped"`         // received frames the kernel dropped (no fill frame, too large, ...)
+	RxRingFull      uint64 `json:"rx_ring_full"`       // frames dropped because the RX ring was full: reader too slow
+	RxFillRingEmpty uint64 `json:"rx_fill_ring_empty"` // frames dropped because the fill ring was empty: refill too slow
+	RxInvalidDescs  uint64 `json:"rx_invalid_descs"`   // malformed fill/RX descriptors (a userspace bug)
+	TxInvalidDescs  uint64 `json:"tx_invalid_descs"`   // malformed TX descriptors (a userspace bug, or frame over MTU)
+	TxRingEmpty     uint64 `json:"tx_ring_empty"`      // kernel found the TX ring empty when woken (not a loss)
+
+	// Transmit backpressure and next-hop resolution.
+	TxFullWaits    uint64 `json:"tx_full_waits"`   // WriteBatch waited for a free TX frame (backpressure, not a loss)
+	TxFullErrors   uint64 `json:"tx_full_errors"`  // WriteBatch gave up waiting and returned a transient error
+	NeighbourDrops uint64 `json:"neighbour_drops"` // datagrams not sent because the next hop's MAC was unresolved
+
+	// Occupancy of the receive frames: how many there are, how many sit on
+	// the fill ring now, and the fewest seen on it after a refill (a
+	// low-water mark near zero means the kernel nearly ran out of frames).
+	FillSize     uint32 `json:"fill_size"`
+	FillQueued   uint32 `json:"fill_queued"`
+	FillLowWater uint32 `json:"fill_low_water"`
+	// Occupancy of the transmit frames: how many there are and how many are
+	// in the TX or completion ring now.
+	TxFrames   uint32 `json:"tx_frames"`
+	TxInFlight uint32 `json:"tx_in_flight"`
 }
 
 // Link moves batches of datagrams. ReadBatch is called from one goroutine at

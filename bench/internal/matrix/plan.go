@@ -46,6 +46,8 @@ const (
 	UDPBlast       = "udp-blast"
 	UDPGSOBlast    = "udp-gso-blast"
 	XDPBlast       = "xdp-blast"
+	XDPBlastBP     = "xdp-blast-busypoll"
+	FlightlineXDPB = "flightline-xdp-busypoll"
 	// FlightlineBBR and FlightlineCubic are flightline-udp with the
 	// congestion controller pinned.
 	FlightlineBBR   = "flightline-bbr"
@@ -62,7 +64,7 @@ const (
 func Flightline(peer string) bool { return strings.HasPrefix(peer, "flightline") }
 
 // AllPeers is every peer in report column order.
-var AllPeers = []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast}
+var AllPeers = []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast, XDPBlastBP}
 
 // RatioPeers are the peers the subject is compared with in ratio columns.
 var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast}
@@ -159,7 +161,7 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 			Peers: []string{FlightlineBBR + "+" + TCP, FlightlineBBR + "+" + FlightlineBBR, FlightlineCubic + "+" + TCP, TCP + "+" + TCP},
 			Spec:  bulkSpec(sz.LossBytes, 1)})
 	}
-	pingPeers := []string{UDPBlast, XDPBlast, Subject, FlightlineXDP, TCP, QUIC, KCP, KCPCrypt}
+	pingPeers := []string{UDPBlast, XDPBlast, XDPBlastBP, Subject, FlightlineXDP, FlightlineXDPB, TCP, QUIC, KCP, KCPCrypt}
 	ping := peer.Spec{Scenario: peer.Ping, Messages: sz.PingMessages, Warmup: max(10, sz.PingMessages/10), MessageSize: 64}
 	scale := peer.Spec{Scenario: peer.Scale, Conns: sz.ScaleConns, Concurrency: 64}
 

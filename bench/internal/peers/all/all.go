@@ -3,8 +3,8 @@
 package all
 
 import (
-	_ "github.com/flightline/flightline/bench/internal/peers/blast"      // udp-blast, udp-gso-blast, xdp-blast
-	_ "github.com/flightline/flightline/bench/internal/peers/flightline" // flightline-udp, -xdp, -xdp-generic
+	_ "github.com/flightline/flightline/bench/internal/peers/blast"      // udp-blast, udp-gso-blast, xdp-blast, xdp-blast-busypoll
+	_ "github.com/flightline/flightline/bench/internal/peers/flightline" // flightline-udp, -xdp, -xdp-generic, -xdp-busypoll
 	_ "github.com/flightline/flightline/bench/internal/peers/kcp"        // kcp, kcp-crypt
 	_ "github.com/flightline/flightline/bench/internal/peers/quicgo"     // quic-go
 	_ "github.com/flightline/flightline/bench/internal/peers/tcp"        // tcp, tcp-cubic

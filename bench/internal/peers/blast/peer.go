@@ -42,12 +42,16 @@ const (
 	NameUDP    = "udp-blast"
 	NameUDPGSO = "udp-gso-blast"
 	NameXDP    = "xdp-blast"
+	// NameXDPBusyPoll is xdp-blast with preferred busy polling on: the
+	// floor for flightline-xdp-busypoll.
+	NameXDPBusyPoll = "xdp-blast-busypoll"
 )
 
 func init() {
 	peer.Register(NameUDP, &blast{open: openUDP(false), ping: pingKernelUDP})
 	peer.Register(NameUDPGSO, &blast{open: openUDP(true)})
-	peer.Register(NameXDP, &blast{open: openXDP, ping: pingLink})
+	peer.Register(NameXDP, &blast{open: openXDP(xdp.BusyPollOff), ping: pingLink})
+	peer.Register(NameXDPBusyPoll, &blast{open: openXDP(xdp.BusyPollRequire), ping: pingLink})
 }
 
 // opener opens the link one side of a run uses: bound to s.Server on the
@@ -113,19 +117,22 @@ func openUDP(gso bool) opener {
 // process already runs inside the host's namespace (the runner starts it
 // there), which xdp.Listen requires. When AF_XDP cannot work here the error
 // from xdp.Listen says why.
-func openXDP(s *peer.Spec, side peer.Side) (link.Link, error) {
-	ifname := s.ClientIfname
-	if side == peer.ServerSide {
-		ifname = s.ServerIfname
+func openXDP(busyPoll xdp.BusyPollMode) opener {
+	return func(s *peer.Spec, side peer.Side) (link.Link, error) {
+		ifname := s.ClientIfname
+		if side == peer.ServerSide {
+			ifname = s.ServerIfname
+		}
+		if ifname == "" {
+			return nil, fmt.Errorf("open xdp link: no interface name for the %s side in the spec", side)
+		}
+		l, err := xdp.Listen(xdp.Config{Interface: ifname, Addr: localAddr(s, side), Mode: bpf.ModeNative,
+			BusyPoll: xdp.BusyPoll{Mode: busyPoll}})
+		if err != nil {
+			return nil, fmt.Errorf("open xdp link on %s: %w", ifname, err)
+		}
+		return l, nil
 	}
-	if ifname == "" {
-		return nil, fmt.Errorf("open xdp link: no interface name for the %s side in the spec", side)
-	}
-	l, err := xdp.Listen(xdp.Config{Interface: ifname, Addr: localAddr(s, side), Mode: bpf.ModeNative})
-	if err != nil {
-		return nil, fmt.Errorf("open xdp link on %s: %w", ifname, err)
-	}
-	return l, nil
 }
 
 // capsInfo describes the link that ran, for Result.Info.

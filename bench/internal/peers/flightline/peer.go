@@ -27,6 +27,8 @@ const (
 	NameUDP        = "flightline-udp"
 	NameXDP        = "flightline-xdp"
 	NameXDPGeneric = "flightline-xdp-generic"
+	// NameXDPBusyPoll is flightline-xdp with preferred busy polling on.
+	NameXDPBusyPoll = "flightline-xdp-busypoll"
 	// NameBBR and NameCubic are flightline-udp with the congestion
 	// controller pinned (transport.Config.Congestion), so the controllers
 	// are compared in one run whatever the default is.
@@ -38,6 +40,7 @@ func init() {
 	peer.Register(NameUDP, &flPeer{datapath: "udp"})
 	peer.Register(NameXDP, &flPeer{datapath: "xdp", xdpMode: "native"})
 	peer.Register(NameXDPGeneric, &flPeer{datapath: "xdp", xdpMode: "generic"})
+	peer.Register(NameXDPBusyPoll, &flPeer{datapath: "xdp", xdpMode: "native", busyPoll: true})
 	peer.Register(NameBBR, &flPeer{datapath: "udp", congestion: "bbr"})
 	peer.Register(NameCubic, &flPeer{datapath: "udp", congestion: "cubic"})
 }
@@ -47,6 +50,7 @@ func init() {
 type flPeer struct {
 	datapath string // transport.Config.Datapath: "udp" or "xdp"
 	xdpMode  string // transport.Config.XDPMode when datapath is "xdp"
+	busyPoll bool   // transport.Config.XDPBusyPoll
 	// congestion is transport.Config.Congestion ("" = the default).
 	congestion string
 }
@@ -100,6 +104,7 @@ func (p *flPeer) config(key transport.PrivateKey, ifname string) *transport.Conf
 	if p.datapath == "xdp" {
 		c.Interface = ifname
 		c.XDPMode = p.xdpMode
+		c.XDPBusyPoll = p.busyPoll
 	}
 	return c
 }
@@ -178,6 +183,8 @@ func (p *flPeer) name() string {
 		return NameUDP
 	case p.xdpMode == "generic":
 		return NameXDPGeneric
+	case p.busyPoll:
+		return NameXDPBusyPoll
 	}
 	return NameXDP
 }

@@ -41,6 +41,16 @@ func connNotes(st transport.Stats) map[string]float64 {
 		"dup_stream_bytes": float64(st.DuplicateStreamBytes),
 		"send_errors":      float64(st.SendErrors),
 	}
+	// The datapath's own drops on this side (AF_XDP kernel counters and
+	// transmit backpressure); nonzero on a lossless network means the
+	// datapath itself lost packets.
+	lc := st.Link.Counters
+	n["link_rx_dropped"] = float64(lc.RxDropped)
+	n["link_rx_fill_ring_empty"] = float64(lc.RxFillRingEmpty)
+	n["link_rx_ring_full"] = float64(lc.RxRingFull)
+	n["link_tx_full_waits"] = float64(lc.TxFullWaits)
+	n["link_tx_full_errors"] = float64(lc.TxFullErrors)
+	n["link_neighbour_drops"] = float64(lc.NeighbourDrops)
 	if st.PacketsSent > 0 {
 		n["retransmit_pct"] = 100 * float64(st.PacketsRetransmitted) / float64(st.PacketsSent)
 	}
