@@ -200,8 +200,12 @@ func TestDelay(t *testing.T) {
 	slices.Sort(rtts)
 	median := rtts[len(rtts)/2]
 	t.Logf("RTT min %v median %v max %v", rtts[0], median, rtts[len(rtts)-1])
+	// Both bounds hold however starved the machine is: none may be faster
+	// than the delay both ways, and one of 20 unstarved round trips suffices
+	// for the fastest to be close to it (the median was bounded before: on
+	// a loaded machine it was seen at 34.6 ms of a 40 ms bound).
 	require.True(t, rtts[0] >= 2*delay, "no echo faster than 2x delay")
-	require.True(t, median < 2*delay+10*time.Millisecond, "median RTT %v", median) // slack for a loaded shared machine
+	require.True(t, rtts[0] < 2*delay+10*time.Millisecond, "fastest RTT %v: more delay than configured", rtts[0])
 	st := n.Stats()
 	require.True(t, st.AtoB.Delayed >= 20 && st.BtoA.Delayed >= 20, "%+v", st)
 }
