@@ -86,6 +86,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 20s ./transport/internal/wire/
 	$(GO) test -run '^$$' -fuzz FuzzAccept -fuzztime 20s ./transport/internal/handshake/
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 20s ./transport/internal/handshake/
+	$(GO) test -run '^$$' -fuzz FuzzConn -fuzztime 20s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzPacketKeysOpen -fuzztime 20s ./transport/
 
 clean:
 	$(GO) run ./cmd/flightline testnet gc || true

@@ -68,5 +68,12 @@ func TestAckOvertakingTrackIsNotLoss(t *testing.T) {
 	require.NotZero(t, sl.waited.Load(), "the interleaving never happened")
 	st := p.clientConn.Stats()
 	require.Zero(t, st.PacketsLost, "spurious losses: %+v", st)
-	require.Zero(t, p.serverConn.Stats().DuplicateStreamBytes, "spurious retransmissions reached the peer")
+	// Timer probes (TLP, RTO) may still resend when a loaded machine
+	// starves the ACK path for longer than the probe timeout; each such
+	// probe explains at most one packet of duplicate data. Anything beyond
+	// that was a loss-driven resend, which the replay must prevent.
+	dup := p.serverConn.Stats().DuplicateStreamBytes
+	probes := st.TailLossProbes + st.RTOs
+	require.LessOrEqual(t, dup, probes*uint64(p.clientConn.cfg.MaxPacketSize),
+		"spurious retransmissions reached the peer: %d duplicate bytes, %d timer probes", dup, probes)
 }

@@ -109,25 +109,39 @@ func (a *ackState) owed(now monotime.Time) bool {
 func (a *ackState) pending() bool { return a.ackDeadline != 0 || a.immediate }
 
 // appendFrame writes an ACK frame for the current state and clears the
-// obligation.
+// obligation. It writes exactly frameLen(now) bytes.
 func (a *ackState) appendFrame(b []byte, now monotime.Time) []byte {
 	if len(a.ranges) == 0 {
 		return b
 	}
-	delay := uint64(0)
-	if a.largestRecvAt != 0 && now > a.largestRecvAt {
-		delay = uint64(now.Sub(a.largestRecvAt) / time.Microsecond)
-	}
 	a.unackedEliciting = 0
 	a.ackDeadline = 0
 	a.immediate = false
-	return wire.AppendAck(b, a.ranges, delay)
+	return wire.AppendAck(b, a.ranges, a.delayMicros(now))
 }
 
-// frameLen is the size appendFrame would write.
-func (a *ackState) frameLen() int {
+// frameLen is the size appendFrame(now) would write. The ack delay is part
+// of the frame and its varint grows with it (1 to 8 bytes: 8 once the delay
+// passes 2^30 µs, about 18 minutes), so it is sized with the same delay
+// appendFrame encodes; an estimate could undersize the frame and push the
+// packet past its room.
+func (a *ackState) frameLen(now monotime.Time) int {
 	if len(a.ranges) == 0 {
 		return 0
 	}
-	return wire.AckLen(a.ranges, 1<<20)
+	return wire.AckLen(a.ranges, a.delayMicros(now))
+}
+
+// maxAckDelayField caps the encoded ack delay. The receiver clamps what it
+// reads to an hour anyway (ackDelayDuration); capping here keeps the field a
+// value we chose, whatever the clock did.
+const maxAckDelayField = uint64(time.Hour / time.Microsecond)
+
+// delayMicros is the ack delay field for an ACK sent at now: the time since
+// the largest packet number arrived, in microseconds.
+func (a *ackState) delayMicros(now monotime.Time) uint64 {
+	if a.largestRecvAt == 0 || now <= a.largestRecvAt {
+		return 0
+	}
+	return min(uint64(now.Sub(a.largestRecvAt)/time.Microsecond), maxAckDelayField)
 }

@@ -201,11 +201,16 @@ func TestBadInputDroppedAndCounted(t *testing.T) {
 		dropped := (st.DroppedDuplicate - before.DroppedDuplicate) + (st.DroppedUndecryptable - before.DroppedUndecryptable) +
 			(es.DroppedMalformed - epBefore.DroppedMalformed) + (es.DroppedUnknownConn - epBefore.DroppedUnknownConn) +
 			(es.DroppedHandshake - epBefore.DroppedHandshake) + (es.DroppedNotListening - epBefore.DroppedNotListening)
-		return dropped >= uint64(len(junk))-5 // random bytes may not all be classified as one kind
+		// Random bytes may not all be classified as one kind. The forged-tag
+		// packet (its number already seen) and the final replay are both
+		// duplicates, and the endpoint handles datagrams in order: once both
+		// are counted, every datagram was handled. (The slack alone let the
+		// checks below run before the forged packets were: 3 in 40 runs.)
+		return dropped >= uint64(len(junk))-5 && st.DroppedDuplicate-before.DroppedDuplicate >= 2
 	}, "junk not counted: %+v %+v", p.serverConn.Stats(), p.server.Stats())
 	st := p.serverConn.Stats()
 	require.GreaterOrEqual(t, st.DroppedUndecryptable-before.DroppedUndecryptable, uint64(2))
-	require.GreaterOrEqual(t, st.DroppedDuplicate-before.DroppedDuplicate, uint64(1))
+	require.GreaterOrEqual(t, st.DroppedDuplicate-before.DroppedDuplicate, uint64(2))
 	require.Equal(t, before.StreamsAccepted, st.StreamsAccepted)
 	// The connection is unharmed.
 	_, err = s.Write([]byte(" world"))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flightline/flightline/transport/internal/handshake"
+	"github.com/flightline/flightline/transport/internal/wire"
 	"github.com/flightline/flightline/transport/link"
 	"github.com/flightline/flightline/transport/memlink"
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,8 @@ import (
 // is then accepted (docs/protocol.md §4.2).
 func TestEndpointRejectsRewrittenConnID(t *testing.T) {
 	a, b := memlink.NewPair(memlink.Config{Seed: 9})
-	srv, err := NewEndpoint(a, testConfig(t), true)
+	// One handshake worker: Initiations are then handled in arrival order.
+	srv, err := newEndpoint(a, testConfig(t), true, handshakerOptions{workers: 1})
 	require.NoError(t, err)
 	defer srv.Close()
 	defer b.Close()
@@ -72,6 +74,11 @@ func TestEndpointRejectsRewrittenConnID(t *testing.T) {
 	st := srv.Stats()
 	require.Equal(t, uint64(1), st.DroppedHandshake, "the rewritten initiation is counted")
 	require.Equal(t, uint64(1), st.Handshakes)
+	// The connection reaches Accept once the initiator proved its address
+	// with an authenticated packet (docs/protocol.md §4.8).
+	ping := wire.AppendDataHeader(nil, wire.DataHeader{ConnID: res.PeerConnID, PN: 0})
+	ping = res.Session.Send.Seal(ping, ping[:wire.DataHeaderLen], 0, wire.AppendPing(nil))
+	send(ping)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := srv.Accept(ctx)

@@ -26,6 +26,16 @@ const (
 	DefaultHandshakeRate           = 1000
 	DefaultMaxMessageSize          = 1200
 	DefaultMessageQueue            = 1024
+	// DefaultKeyUpdateInterval is Config.KeyUpdateInterval's default:
+	// 2^20 packets (about 1.5 GB of 1452-byte packets) per key, 8 times
+	// below AES-GCM's 2^23-packet confidentiality limit.
+	DefaultKeyUpdateInterval = 1 << 20
+	// MaxKeyUpdateInterval bounds Config.KeyUpdateInterval: half the
+	// AES-GCM confidentiality limit, so an update still waiting for the
+	// previous one's confirmation has 2^22 packets of room.
+	MaxKeyUpdateInterval           = 1 << 22
+	DefaultMaxConnections          = 16384
+	DefaultMaxConnectionsPerSource = 4096
 )
 
 // Suite selects the AEAD that protects packets.
@@ -114,10 +124,30 @@ type Config struct {
 	FixedRate float64
 
 	// HandshakeRate is how many initiations per second a listener processes
-	// before it demands a stateless cookie round trip. Default 1000.
+	// before it demands a stateless cookie round trip. Default 1000. Under
+	// load, initiations with a valid cookie are further limited per source
+	// (SourceHandshakeRate, SourceHandshakeBurst).
 	HandshakeRate int
 	// MaxMessageSize bounds SendMessage payloads. Default and maximum 1200.
 	MaxMessageSize int
+	// KeyUpdateInterval is how many packets one key seals before this side
+	// initiates a key update (docs/protocol.md §5.3), for either suite.
+	// Default DefaultKeyUpdateInterval (2^20), at most
+	// MaxKeyUpdateInterval (2^22). Small values are for tests.
+	KeyUpdateInterval int
+
+	// MaxConnections bounds the connections peers opened to a listener
+	// that it holds at once, including those still waiting for their
+	// initiator to prove its address. Beyond it initiations are dropped
+	// before any cryptography (EndpointStats.ConnectionsRefused) and the
+	// dialer times out. Default 16384 (an idle connection holds tens of
+	// KiB). Dialled connections are not counted.
+	MaxConnections int
+	// MaxConnectionsPerSource bounds those connections per source: one
+	// IPv4 address, or one IPv6 /64. Default 4096; raise it when many
+	// clients share one address (a large NAT) or one host opens
+	// thousands of connections.
+	MaxConnectionsPerSource int
 
 	// Logf receives rare operational log lines (fallbacks, drops of note).
 	// Default: discard.
@@ -126,6 +156,18 @@ type Config struct {
 	// CheckInvariants verifies flight == Σ tracked bytes after every
 	// tracker operation and panics on violation. Tests turn it on.
 	CheckInvariants bool
+
+	// testKeyLimits, when set, replaces the AEAD limits (interval,
+	// confidentiality, integrity) so tests can reach them.
+	testKeyLimits *keyLimits
+}
+
+// keyLimits returns the key update thresholds of a connection using suite.
+func (c *Config) keyLimits(suite Suite) keyLimits {
+	if c.testKeyLimits != nil {
+		return *c.testKeyLimits
+	}
+	return defaultKeyLimits(suite, c.KeyUpdateInterval)
 }
 
 func (c *Config) populate() (*Config, error) {
@@ -188,8 +230,17 @@ func (c *Config) populate() (*Config, error) {
 	setDefault(&cfg.FixedRate, 12.5e6)
 	setDefault(&cfg.HandshakeRate, DefaultHandshakeRate)
 	setDefault(&cfg.MaxMessageSize, DefaultMaxMessageSize)
+	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
+	setDefault(&cfg.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
+	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerSource < 0 || cfg.HandshakeRate < 0 {
+		return nil, errors.New("config: negative MaxConnections, MaxConnectionsPerSource or HandshakeRate")
+	}
 	if cfg.MaxMessageSize > DefaultMaxMessageSize || cfg.MaxMessageSize < 0 {
 		return nil, fmt.Errorf("config: MaxMessageSize %d outside [1, %d]", cfg.MaxMessageSize, DefaultMaxMessageSize)
+	}
+	setDefault(&cfg.KeyUpdateInterval, DefaultKeyUpdateInterval)
+	if cfg.KeyUpdateInterval < 1 || cfg.KeyUpdateInterval > MaxKeyUpdateInterval {
+		return nil, fmt.Errorf("config: KeyUpdateInterval %d outside [1, %d]", cfg.KeyUpdateInterval, MaxKeyUpdateInterval)
 	}
 	if cfg.StreamReceiveWindow > cfg.ConnectionReceiveWindow {
 		return nil, errors.New("config: StreamReceiveWindow larger than ConnectionReceiveWindow")

@@ -49,11 +49,19 @@ type Conn struct {
 	peerKey  PublicKey
 	suite    Suite
 
-	peerAddr   atomic.Pointer[netip.AddrPort]
-	peerParams transportParams
+	peerAddr atomic.Pointer[netip.AddrPort]
+	// addrValidated is set once the peer proved it receives at its address.
+	// A client dialed the address itself. A server learns it from the
+	// peer's first authenticated data packet: sealing one needs keys
+	// derived from the handshake response sent to that address. Until
+	// then the server's connection sends nothing (anti-amplification:
+	// an initiation with a spoofed source must not make us send to a
+	// victim more than the endpoint's one handshake response, which is
+	// smaller than the initiation).
+	addrValidated atomic.Bool
+	peerParams    transportParams
 
-	sealer *handshake.Sealer // holder of sendMu only
-	opener *handshake.Opener // receive loop only
+	keys   *packetKeys // send half: holder of sendMu; receive half: receive loop (keyupdate.go)
 	replay handshake.ReplayWindow
 
 	nextPN       atomic.Uint64
@@ -99,7 +107,13 @@ type Conn struct {
 	sentData     atomic.Uint64 // new stream bytes sent
 	recvMaxData  atomic.Uint64 // what we advertised
 	recvHighest  atomic.Uint64 // Σ highest received offsets (receive loop)
-	recvConsumed atomic.Uint64 // Σ bytes the application read
+	recvConsumed atomic.Uint64 // Σ bytes the application read or that were discarded unread (onConsumed)
+	// reasmCharged is what every stream's reassembly holds, in charged
+	// bytes (chunks plus per-segment overhead, see stream_recv.go); the
+	// connection closes above maxReassemblyCharge. reasmPeak is its
+	// high-water mark.
+	reasmCharged atomic.Int64
+	reasmPeak    atomic.Int64
 
 	messages msgQueue // received messages not yet taken by ReceiveMessage
 
@@ -178,8 +192,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 		peerKey:    p.peerKey,
 		suite:      p.suite,
 		peerParams: p.peerParams,
-		sealer:     p.session.Send,
-		opener:     p.session.Recv,
+		keys:       newPacketKeys(p.session, cfg.keyLimits(p.suite)),
 		ledger: flight.NewLedger(flight.Config{
 			Check:  cfg.CheckInvariants,
 			Strict: cfg.CheckInvariants,
@@ -219,6 +232,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 	c.ctrl.maxStreamData = make(map[uint64]uint64)
 	peer := p.peer
 	c.peerAddr.Store(&peer)
+	c.addrValidated.Store(p.isClient)
 	now := monotime.Now()
 	c.lastRecv.Store(int64(now))
 	c.lastSent.Store(int64(now))
@@ -417,9 +431,17 @@ func (c *Conn) releaseStream(s *Stream) {
 	c.notifyGraceful()
 }
 
-// onConsumed is called after the application read n bytes of s.
-func (c *Conn) onConsumed(s *Stream, n int, streamUpdate uint64) {
-	consumed := c.recvConsumed.Add(uint64(n))
+// onConsumed returns n bytes of connection flow-control credit: bytes of s
+// the application read, or bytes it will never read (RFC 9000 §4.5: data
+// discarded by CancelRead, received after it, or covered by the peer's
+// RESET_STREAM counts as consumed; crediting only reads once let six
+// cancelled 3 MiB streams stall the connection for good). streamUpdate is a
+// new MAX_STREAM_DATA for s to advertise (0: none).
+func (c *Conn) onConsumed(s *Stream, n uint64, streamUpdate uint64) {
+	if n == 0 && streamUpdate == 0 {
+		return
+	}
+	consumed := c.recvConsumed.Add(n)
 	queued := false
 	c.ctrlMu.Lock()
 	if streamUpdate > 0 {

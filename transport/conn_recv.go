@@ -41,17 +41,18 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	}
 	rs := &c.ep.rs
 	if !c.replay.Check(hdr.PN) {
-		// Duplicate or too old. Still owe an ACK: the peer may have lost ours.
+		// Duplicate or too old: dropped and counted, before decryption,
+		// and nothing else. Anyone can write a header with a packet number
+		// we have seen, so this path must not change state (it once forced
+		// an immediate ACK, letting an on-path observer make us send one
+		// packet per forged 33-byte datagram). No ACK is owed: packet
+		// numbers are never reused, a peer that lost our ACK retransmits
+		// under a new number, and every ACK repeats the received ranges.
 		c.stats.dropDuplicate.Add(1)
-		c.ackMu.Lock()
-		c.acks.immediate = true
-		c.ackMu.Unlock()
-		c.signalSend()
 		return
 	}
-	plain, err := c.opener.Open(pkt[wire.DataHeaderLen:wire.DataHeaderLen], pkt[:wire.DataHeaderLen], hdr.PN, pkt[wire.DataHeaderLen:])
-	if err != nil {
-		c.stats.dropDecrypt.Add(1)
+	plain, ok := c.openPacket(now, hdr, pkt)
+	if !ok {
 		return
 	}
 	// Validate every frame before acting on any.
@@ -87,15 +88,15 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 		return
 	}
 	c.replay.Mark(hdr.PN)
+	if !c.addrValidated.Load() {
+		// The peer's first authenticated packet proves its address:
+		// whatever waited may go out now.
+		c.addrValidated.Store(true)
+		c.signalSend()
+	}
 	c.stats.packetsReceived.Add(1)
 	c.stats.bytesReceived.Add(uint64(len(pkt)))
 	c.lastRecv.Store(int64(now))
-	if from != c.RemoteAddr() {
-		// Authenticated packet from a new address: the peer moved (NAT
-		// rebinding). Connection IDs, not addresses, identify the connection.
-		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
-		c.peerAddr.Store(&addr)
-	}
 
 	// Record the packet for acknowledgement before its frames reach the
 	// application: a reader woken by this packet may answer at once (on
@@ -104,10 +105,22 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	// separate ACK-only packet would follow the next request. If a frame
 	// turns out to be a protocol violation the connection closes anyway.
 	c.ackMu.Lock()
+	largest, seen := c.acks.largest()
+	newest := !seen || hdr.PN > largest
 	c.acks.insert(hdr.PN)
 	armAck := c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
 	immediate := c.acks.immediate
 	c.ackMu.Unlock()
+	if newest && from != c.RemoteAddr() {
+		// The newest authenticated packet came from a new address: the
+		// peer moved (NAT rebinding). Connection IDs, not addresses,
+		// identify the connection. Only the newest packet may move it: a
+		// reordered older one (or a copy an observer re-sent from
+		// elsewhere, racing the original) must not send us back to an
+		// address the peer left.
+		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
+		c.peerAddr.Store(&addr)
+	}
 
 	rs.parser.Reset(plain)
 	for {
@@ -315,15 +328,21 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 		}
 		s.haveFinal, s.finalSize = true, end
 	}
-	var grew uint64
+	var grew, discarded uint64
 	if s.recvErr != nil {
-		// Reading was cancelled: account for flow control, keep nothing.
+		// Reading was cancelled: account for flow control, keep nothing,
+		// and give the bytes back to the connection window at once.
 		if end > s.recv.highest {
 			grew = end - s.recv.highest
 			s.recv.highest = end
 		}
+		discarded = grew
 	} else {
-		grew = s.recv.insert(f.Offset, f.Data)
+		grew, err = s.recv.insert(f.Offset, f.Data)
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
 		if grew < uint64(len(f.Data)) && end <= s.recv.highest {
 			// Some or all of these bytes had already arrived: a spurious
 			// or duplicated retransmission.
@@ -337,9 +356,32 @@ func (c *Conn) onStreamFrame(f *wire.Frame) error {
 	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
 		return errFlowControl
 	}
+	if err := c.checkReassembly(); err != nil {
+		return err
+	}
+	c.onConsumed(s, discarded, 0)
 	return nil
 }
 
+// checkReassembly enforces the connection's reassembly memory bound after
+// a stream frame was buffered, and keeps the high-water mark.
+func (c *Conn) checkReassembly() error {
+	v := c.reasmCharged.Load()
+	for {
+		peak := c.reasmPeak.Load()
+		if v <= peak || c.reasmPeak.CompareAndSwap(peak, v) {
+			break
+		}
+	}
+	if v > maxReassemblyCharge(c.cfg.ConnectionReceiveWindow) {
+		return errReassemblyMemory
+	}
+	return nil
+}
+
+// onResetStream ends the peer's sending on a stream. The final size counts
+// against connection flow control, and every byte up to it that the
+// application will now never read counts as consumed (RFC 9000 §4.5).
 func (c *Conn) onResetStream(f *wire.Frame) error {
 	s, err := c.streamForFrame(f.StreamID)
 	if s == nil {
@@ -353,15 +395,20 @@ func (c *Conn) onResetStream(f *wire.Frame) error {
 	grew := f.FinalSize - s.recv.highest
 	s.recv.highest = f.FinalSize
 	s.haveFinal, s.finalSize = true, f.FinalSize
-	if s.recvErr == nil && !s.readDone {
+	var discarded uint64
+	switch {
+	case s.recvErr == nil && !s.readDone:
 		s.recvErr = &StreamError{StreamID: s.id, Code: StreamErrorCode(f.ErrorCode), Remote: true}
-		s.recv.release()
+		discarded = s.discardRecvLocked() // includes grew
+	case s.recvErr != nil:
+		discarded = grew // reading failed earlier: credited up to the old highest then
 	}
 	s.readSig.broadcast()
 	s.mu.Unlock()
 	if grew > 0 && c.recvHighest.Add(grew) > c.recvMaxData.Load() {
 		return errFlowControl
 	}
+	c.onConsumed(s, discarded, 0)
 	c.maybeRemoveStream(s)
 	return nil
 }

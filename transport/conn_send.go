@@ -35,6 +35,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -42,6 +43,7 @@ import (
 
 	"github.com/flightline/flightline/internal/benchhook"
 	"github.com/flightline/flightline/transport/internal/flight"
+	"github.com/flightline/flightline/transport/internal/handshake"
 	"github.com/flightline/flightline/transport/internal/monotime"
 	"github.com/flightline/flightline/transport/internal/wire"
 	"github.com/flightline/flightline/transport/link"
@@ -473,12 +475,15 @@ func (c *Conn) fill(now monotime.Time, st *sendState) {
 
 // maxPlain is the plaintext capacity of one packet.
 func (c *Conn) maxPlain() int {
-	return min(c.cfg.MaxPacketSize, int(c.peerParams.maxPacketSize)) - wire.DataHeaderLen - c.sealer.Overhead()
+	return min(c.cfg.MaxPacketSize, int(c.peerParams.maxPacketSize)) - wire.DataHeaderLen - handshake.Overhead
 }
 
 // buildPacket fills p with the next packet to send. It returns false when
 // nothing may be sent now (nothing to do, pacing, or window).
 func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool {
+	if !c.addrValidated.Load() {
+		return false // anti-amplification: see Conn.addrValidated
+	}
 	rate := c.cc.PacingRate()
 	full := c.cfg.MaxPacketSize
 	if st.pacingAt > now {
@@ -489,6 +494,9 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 		return false
 	}
 	st.pacingAt = 0
+	if !c.keysReady() {
+		return false
+	}
 	room := c.maxPlain()
 	plain := p.plain[:0]
 	p.kind, p.s, p.stream, p.charged = kindNew, nil, flight.Control, 0
@@ -526,19 +534,27 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 	}
 	p.retx = len(plain)
 	c.ackMu.Lock()
-	if c.acks.pending() && (p.retx > 0 || c.acks.owed(now)) && len(plain)+c.acks.frameLen() <= room {
+	if c.acks.pending() && (p.retx > 0 || c.acks.owed(now)) && len(plain)+c.acks.frameLen(now) <= room {
 		plain = c.acks.appendFrame(plain, now)
 	}
 	c.ackMu.Unlock()
 	if len(plain) == 0 {
 		return false
 	}
+	if len(plain) > room {
+		// Every frame is sized against room before it is appended, so this
+		// is our bug, never the peer's doing: close the connection instead
+		// of sealing past the wire buffer (which panicked the process).
+		reason := fmt.Sprintf("internal error: %d-byte payload exceeds room %d", len(plain), room)
+		c.cfg.Logf("flightline: conn %x: closing: %s", c.localID, reason)
+		c.CloseWithErrorAsync(1, reason)
+		return false
+	}
 	if p.retx == 0 {
 		p.kind = kindUntracked
 	}
 	p.pn = c.nextPN.Add(1) - 1
-	b := wire.AppendDataHeader(p.wire[:0], wire.DataHeader{ConnID: c.remoteID, PN: p.pn})
-	b = c.sealer.Seal(b, b[:wire.DataHeaderLen], p.pn, plain)
+	b := c.keys.seal(p.wire[:0], c.remoteID, p.pn, plain)
 	p.n = len(b)
 	c.pacer.OnSent(now, p.n, rate)
 	if p.kind == kindNew {
@@ -800,8 +816,7 @@ func (c *Conn) sendClose(now monotime.Time, st *sendState) {
 	}
 	plain := wire.AppendConnectionClose(p.plain[:0], cf.code, reason)
 	pn := c.nextPN.Add(1) - 1
-	b := wire.AppendDataHeader(p.wire[:0], wire.DataHeader{ConnID: c.remoteID, PN: pn})
-	b = c.sealer.Seal(b, b[:wire.DataHeaderLen], pn, plain)
+	b := c.keys.seal(p.wire[:0], c.remoteID, pn, plain)
 	st.msgs[0] = link.Message{Buf: b, Addr: c.RemoteAddr()}
 	c.ep.writeBatch(st.msgs[:1])
 	st.msgs[0] = link.Message{}

@@ -18,8 +18,7 @@ import (
 func sealAsPeer(c *Conn, pn uint64, plain []byte) []byte {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	b := wire.AppendDataHeader(nil, wire.DataHeader{ConnID: c.remoteID, PN: pn})
-	return c.sealer.Seal(b, b[:wire.DataHeaderLen], pn, plain)
+	return c.keys.seal(nil, c.remoteID, pn, plain)
 }
 
 // An authenticated peer whose packet numbers pass 2^62 (the largest varint,

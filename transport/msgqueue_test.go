@@ -60,3 +60,34 @@ func TestMsgQueueWaitsAndDrainsAfterClose(t *testing.T) {
 	require.False(t, ok)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// A peer that keeps the queue non-empty — one more message pushed for every
+// one the application pops — once grew it without bound: it compacted only
+// when empty. The ring reuses its slots.
+func TestMsgQueueBoundedWhenNeverEmpty(t *testing.T) {
+	var q msgQueue
+	q.init(DefaultMessageQueue)
+	q.push([]byte("first"))
+	q.push([]byte("second"))
+	for i := range 100_000 {
+		q.push([]byte{byte(i)})
+		m, _, ok := q.tryPop()
+		require.True(t, ok)
+		require.NotNil(t, m)
+		require.Equal(t, DefaultMessageQueue-2, q.room())
+	}
+	require.LessOrEqual(t, q.capacity(), 8, "ring grew while holding 3 messages")
+	// Filling to the limit needs exactly limit slots; order is kept.
+	var q2 msgQueue
+	q2.init(100)
+	for i := range 100 {
+		q2.push([]byte{byte(i)})
+	}
+	require.Equal(t, 100, q2.capacity())
+	for i := range 100 {
+		m, _, ok := q2.tryPop()
+		require.True(t, ok)
+		require.Equal(t, byte(i), m[0])
+	}
+	require.Zero(t, q2.capacity(), "an emptied large ring is released")
+}

@@ -27,6 +27,8 @@ type connStats struct {
 	streamsOpened, streamsAccepted  atomic.Uint64
 }
 
+// Key update counters live in packetKeys (keyupdate.go).
+
 // Stats is a snapshot of one connection.
 type Stats struct {
 	Datapath   string    // "udp", "xdp" or "mem"
@@ -63,6 +65,20 @@ type Stats struct {
 	WindowWaitAborts   uint64
 	AbortReleasedBytes uint64 // flight bytes released because their stream aborted
 	FlightUnderflows   uint64 // must stay 0: a release below zero is a bug
+
+	// KeyUpdates counts this side's send key generations after the first:
+	// updates it initiated (KeyUpdatesInitiated) plus updates it followed.
+	KeyUpdates, KeyUpdatesInitiated uint64
+	// PeerKeyUpdates counts the peer's key generations this side
+	// authenticated (its receive key's generation).
+	PeerKeyUpdates uint64
+	// PreviousKeyPackets counts packets that arrived after the peer's key
+	// update but were sealed before it, opened with the previous key.
+	PreviousKeyPackets uint64
+	// AuthFailures counts packets that failed authentication under any key
+	// (the RFC 9001 §6.6 integrity-limit count; a subset of
+	// DroppedUndecryptable, which also counts packets of a discarded key).
+	AuthFailures uint64
 }
 
 // Stats returns a snapshot of the connection's counters and state.
@@ -103,5 +119,10 @@ func (c *Conn) Stats() Stats {
 		WindowWaitAborts:     s.windowWaitAborts.Load(),
 		AbortReleasedBytes:   s.abortReleasedBytes.Load(),
 		FlightUnderflows:     c.ledger.Underflows(),
+		KeyUpdates:           c.keys.sendGen.Load(),
+		KeyUpdatesInitiated:  c.keys.initiated.Load(),
+		PeerKeyUpdates:       c.keys.peerGen.Load(),
+		AuthFailures:         c.keys.failures.Load(),
+		PreviousKeyPackets:   c.keys.oldKeyOpens.Load(),
 	}
 }

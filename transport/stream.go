@@ -58,12 +58,14 @@ type Stream struct {
 }
 
 func newStream(c *Conn, id uint64) *Stream {
-	return &Stream{
+	s := &Stream{
 		id:          id,
 		conn:        c,
 		maxSendData: c.peerParams.streamWindow,
 		maxRecvData: c.cfg.StreamReceiveWindow,
 	}
+	s.recv.init(maxSegmentsFor(c.cfg.StreamReceiveWindow), &c.reasmCharged)
+	return s
 }
 
 // ID returns the stream's identifier, unique within its connection.
@@ -141,7 +143,9 @@ func (s *Stream) CancelWrite(code StreamErrorCode) {
 }
 
 // CancelRead tells the peer to stop sending (STOP_SENDING with code) and
-// discards buffered received data. Reads return a *StreamError.
+// discards buffered received data. Reads return a *StreamError. Everything
+// received and not read, and everything that still arrives, is credited to
+// the connection's flow-control window as if it had been read.
 func (s *Stream) CancelRead(code StreamErrorCode) {
 	s.mu.Lock()
 	if s.recvErr != nil || s.readDone {
@@ -149,11 +153,23 @@ func (s *Stream) CancelRead(code StreamErrorCode) {
 		return
 	}
 	s.recvErr = &StreamError{StreamID: s.id, Code: code}
-	s.recv.release()
+	discarded := s.discardRecvLocked()
 	s.readSig.broadcast()
 	s.mu.Unlock()
+	s.conn.onConsumed(s, discarded, 0)
 	s.conn.queueStopSending(s.id, uint64(code))
 	s.conn.maybeRemoveStream(s)
+}
+
+// discardRecvLocked drops the receive buffer once reading has failed
+// (recvErr set) and returns the bytes to credit to the connection window:
+// everything up to the highest offset received that the application did not
+// read. Later arrivals are credited as they come (Conn.onStreamFrame and
+// onResetStream), so each byte is credited once.
+func (s *Stream) discardRecvLocked() uint64 {
+	n := s.recv.highest - s.recv.readOffset
+	s.recv.release()
+	return n
 }
 
 // SetDeadline sets both read and write deadlines.
@@ -196,7 +212,7 @@ func (s *Stream) ReadContext(ctx context.Context, p []byte) (int, error) {
 			n := s.recv.read(p)
 			update := s.recvWindowUpdateLocked()
 			s.mu.Unlock()
-			s.conn.onConsumed(s, n, update)
+			s.conn.onConsumed(s, uint64(n), update)
 			return n, nil
 		}
 		if s.haveFinal && s.recv.readOffset == s.finalSize {

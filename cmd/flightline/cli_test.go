@@ -141,7 +141,7 @@ func TestListenSendLoopback(t *testing.T) {
 	rand.NewChaCha8([32]byte{7}).Read(data)
 	require.NoError(t, os.WriteFile(big, data, 0o644))
 
-	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp")
+	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp", "--allow-any")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -177,6 +177,7 @@ func TestListenSendLoopback(t *testing.T) {
 	require.Contains(t, lout, "received big.bin: 3145728 bytes")
 	require.Contains(t, lout, "peer ")
 	require.Contains(t, lerr, "file already exists")
+	require.Contains(t, lerr, "WARNING: --allow-any: any peer")
 }
 
 func TestListenJSONAndAllowlist(t *testing.T) {
@@ -237,6 +238,13 @@ func TestErrorsAreOneLine(t *testing.T) {
 	badKey := filepath.Join(dir, "bad.key")
 	require.NoError(t, os.WriteFile(badKey, []byte("not a key\n"), 0o600))
 	goodKey, pub := writeKey(t, dir)
+	openKey, groupKey := filepath.Join(dir, "open.key"), filepath.Join(dir, "group.key")
+	for p, mode := range map[string]os.FileMode{openKey: 0o644, groupKey: 0o640} {
+		k, err := transport.GenerateKey()
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p, []byte(k.String()+"\n"), mode))
+		require.NoError(t, os.Chmod(p, mode)) // whatever the umask
+	}
 	file := filepath.Join(dir, "f")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
 	peer := pub.String()
@@ -258,11 +266,15 @@ func TestErrorsAreOneLine(t *testing.T) {
 		{"bad peer key", []string{"send", "--to", "127.0.0.1:1", "--peer", "abc", file}, 2, "parse public key"},
 		{"no files", []string{"send", "--to", "127.0.0.1:1", "--peer", peer}, 2, "no files"},
 		{"missing file", []string{"send", "--to", "127.0.0.1:1", "--peer", peer, filepath.Join(dir, "nope")}, 1, "no such file"},
-		{"bad key text", []string{"listen", "--addr", "127.0.0.1:0", "--key", badKey, "--dir", dir}, 1, "parse private key"},
-		{"missing key file", []string{"listen", "--addr", "127.0.0.1:0", "--key", filepath.Join(dir, "nope"), "--dir", dir}, 1, "no such file"},
+		{"bad key text", []string{"listen", "--addr", "127.0.0.1:0", "--key", badKey, "--dir", dir, "--allow-any"}, 1, "parse private key"},
+		{"missing key file", []string{"listen", "--addr", "127.0.0.1:0", "--key", filepath.Join(dir, "nope"), "--dir", dir, "--allow-any"}, 1, "no such file"},
 		{"bad allow", []string{"listen", "--addr", "127.0.0.1:0", "--key", goodKey, "--dir", dir, "--allow", "zz"}, 2, "--allow"},
-		{"bad listen addr", []string{"listen", "--addr", "nowhere", "--key", goodKey, "--dir", dir}, 1, "parse address"},
-		{"dir missing", []string{"listen", "--addr", "127.0.0.1:0", "--key", goodKey, "--dir", filepath.Join(dir, "nope")}, 1, "--dir"},
+		{"bad listen addr", []string{"listen", "--addr", "nowhere", "--key", goodKey, "--dir", dir, "--allow-any"}, 1, "parse address"},
+		{"dir missing", []string{"listen", "--addr", "127.0.0.1:0", "--key", goodKey, "--dir", filepath.Join(dir, "nope"), "--allow-any"}, 1, "--dir"},
+		{"listen without allowlist", []string{"listen", "--addr", "127.0.0.1:0", "--key", goodKey, "--dir", dir}, 2, "--allow KEYS or --allow-any is required"},
+		{"listen allow and allow-any", []string{"listen", "--addr", "127.0.0.1:0", "--key", goodKey, "--dir", dir, "--allow", peer, "--allow-any"}, 2, "exclude each other"},
+		{"key readable by others", []string{"listen", "--addr", "127.0.0.1:0", "--key", openKey, "--dir", dir, "--allow-any"}, 1, "permissions 0644 are too open"},
+		{"send key readable by group", []string{"send", "--to", "127.0.0.1:1", "--peer", peer, "--key", groupKey, file}, 1, "permissions 0640 are too open"},
 		{"keygen extra arg", []string{"keygen", "x"}, 2, "unexpected argument"},
 		{"testnet no sub", []string{"testnet"}, 2, "want a subcommand"},
 		{"testnet bad id", []string{"testnet", "down", "../etc"}, 2, "not a network id"},
@@ -270,7 +282,11 @@ func TestErrorsAreOneLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errs := runCmd(t, context.Background(), tc.args...)
+			// Bounded: a command that should have failed but runs (a
+			// listener) ends with the context and fails the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code, _, errs := runCmd(t, ctx, tc.args...)
 			require.Equal(t, tc.code, code, errs)
 			requireOneLine(t, errs, tc.want)
 		})

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flightline/flightline/transport"
 )
@@ -169,9 +170,23 @@ func checkDatapath(dp string) error {
 	return usagef("--datapath %q: want auto, udp or xdp", dp)
 }
 
-// loadPrivateKey reads a key file written by keygen.
+// loadPrivateKey reads a key file written by keygen. Like ssh, it refuses a
+// key file that group or others may read or write: the key is the
+// identity, and a readable copy lets anyone impersonate this side.
 func loadPrivateKey(path string) (transport.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return transport.PrivateKey{}, fmt.Errorf("read key: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return transport.PrivateKey{}, fmt.Errorf("read key: %w", err)
+	}
+	if perm := st.Mode().Perm(); st.Mode().IsRegular() && perm&0o077 != 0 {
+		return transport.PrivateKey{}, fmt.Errorf("key file %s: permissions %04o are too open: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return transport.PrivateKey{}, fmt.Errorf("read key: %w", err)
 	}
@@ -210,14 +225,33 @@ func mbps(bytes uint64, d time.Duration) float64 {
 	return float64(bytes) / d.Seconds() / 1e6
 }
 
-// writeJSON prints v as one line of JSON.
+// writeJSON prints v as one line of JSON. Runes that are unsafe on a
+// terminal (see unsafeRune: DEL, C1 and bidirectional-text controls, which
+// encoding/json leaves raw) are written as \u escapes: the same string to a
+// JSON parser, inert to someone reading the output.
 func writeJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode json: %w", err)
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(escapeJSONUnsafe(b), '\n'))
 	return err
+}
+
+// escapeJSONUnsafe rewrites unsafe runes in encoded JSON as \uXXXX. Outside
+// strings JSON has none, so every one it finds is inside a string.
+func escapeJSONUnsafe(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if unsafeRune(r) {
+			out = fmt.Appendf(out, "\\u%04x", r)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
 }
 
 // ms converts a duration to float milliseconds for JSON output.

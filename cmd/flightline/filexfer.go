@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -48,6 +49,8 @@ const (
 	xferShort     = 5 // stream ended before size bytes, or carried more
 	xferIO        = 6 // receiver could not write the file
 	xferShutdown  = 7 // receiver is shutting down
+	xferTimeout   = 8 // no complete header within the receiver's --header-timeout
+	xferPeerLimit = 9 // the sender's per-peer stream or byte limit is reached
 )
 
 // xferCodeText explains a refusal code to the sender's operator.
@@ -67,6 +70,10 @@ func xferCodeText(code uint64) string {
 		return "receiver could not write the file"
 	case xferShutdown:
 		return "receiver is shutting down"
+	case xferTimeout:
+		return "receiver timed out waiting for the transfer header"
+	case xferPeerLimit:
+		return "receiver's per-peer limit reached (too many concurrent files or bytes from this sender; retry later)"
 	}
 	return fmt.Sprintf("receiver reset the stream (code %d)", code)
 }
@@ -153,8 +160,10 @@ func truncated(err error) error {
 // sanitizeName turns a sender-chosen name into a safe file name inside the
 // receiver's directory: only the last path element survives (either slash
 // counts as a separator, so Windows-style names are handled too), and names
-// that would address the directory itself or its parent, hidden temporary
-// files of ours, or contain control characters are refused.
+// that would address the directory itself or its parent, hidden files
+// (a leading dot: .profile, .bashrc, .ssh — and our own temporaries), or
+// contain control characters (C0, DEL, C1) or bidirectional-text controls
+// (which make a name display as another, "evil\u202Etxt.exe") are refused.
 func sanitizeName(name string) (string, error) {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
@@ -162,19 +171,52 @@ func sanitizeName(name string) (string, error) {
 	switch {
 	case name == "", name == ".", name == "..":
 		return "", fmt.Errorf("name %q: no usable file name", name)
-	case strings.HasPrefix(name, tempPrefix):
-		return "", fmt.Errorf("name %q: reserved prefix %q", name, tempPrefix)
+	case strings.HasPrefix(name, "."):
+		return "", fmt.Errorf("name %q: hidden files (leading dot) are refused", name)
 	case len(name) > maxNameLen:
 		return "", fmt.Errorf("name %q: longer than %d bytes", name, maxNameLen)
 	case !utf8.ValidString(name):
 		return "", fmt.Errorf("name %q: not valid UTF-8", name)
 	}
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return "", fmt.Errorf("name %q: contains control character %#x", name, r)
+		if unsafeRune(r) {
+			return "", fmt.Errorf("name %q: contains control or bidirectional-text character %U", name, r)
 		}
 	}
 	return name, nil
+}
+
+// unsafeRune reports whether r must never reach a terminal or a file name
+// raw: C0 controls, DEL, C1 controls (some terminals act on them), and the
+// Unicode bidirectional-text controls (they reorder what is displayed).
+func unsafeRune(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
+}
+
+// displayName makes peer-chosen text safe to print: unsafe runes (see
+// unsafeRune) and invalid UTF-8 are escaped Go-style (\u202e, \x85), so a
+// name can neither drive the terminal nor display as another name. Text
+// that is already %q-quoted passes unchanged.
+func displayName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unsafeRune(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // tempPrefix starts the names of files still being received. A complete,

@@ -119,7 +119,17 @@ func TestSanitizeName(t *testing.T) {
 		{"../..", ""},
 		{"", ""},
 		{"/", ""},
-		{".hidden", ".hidden"},
+		{".hidden", ""},
+		{".profile", ""},
+		{"dir/.bashrc", ""},
+		{"...", ""},
+		{"c1\u0085next", ""},
+		{"csi\u009b", ""},
+		{"evil\u202etxt.exe", ""},
+		{"iso\u2066late", ""},
+		{"lrm\u200e", ""},
+		{"alm\u061c", ""},
+		{"a.b.c", "a.b.c"},
 		{"x/" + tempPrefix + "abc", ""},
 		{"tab\tname", ""},
 		{"new\nline", ""},
@@ -142,7 +152,7 @@ func TestSanitizeName(t *testing.T) {
 }
 
 func TestXferCodeText(t *testing.T) {
-	for code := uint64(xferBadHeader); code <= xferShutdown; code++ {
+	for code := uint64(xferBadHeader); code <= xferPeerLimit; code++ {
 		require.NotContains(t, xferCodeText(code), "code", "code %d has no text", code)
 	}
 	require.Contains(t, xferCodeText(99), "code 99")

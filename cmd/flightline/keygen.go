@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/flightline/flightline/transport"
 )
@@ -41,25 +42,52 @@ func runKeygen(_ context.Context, args []string, e *env) error {
 
 // writeKeyFile writes k in base64 to path with mode 0600. Without force an
 // existing file is an error: silently replacing an identity breaks every
-// peer that pinned it.
+// peer that pinned it. With force the key goes to a new file in the same
+// directory that is then renamed over path: the rename replaces path
+// itself, so a symlink (or hard link) planted at path is never followed
+// and its target never overwritten.
 func writeKeyFile(path string, k transport.PrivateKey, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if !force {
+		// O_EXCL fails on any existing name, symlinks included.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("write key: %s exists (use --force to replace it)", path)
+		}
+		if err != nil {
+			return fmt.Errorf("write key: %w", err)
+		}
+		return finishKeyFile(f, k)
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("write key: %s exists (use --force to replace it)", path)
+	if st, err := os.Lstat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("write key: %s is a directory", path)
 	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
-	// An existing file opened with --force keeps its mode; tighten it.
-	if err := f.Chmod(0o600); err != nil {
+	tmp := f.Name()
+	if err := finishKeyFile(f, k); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write key: %w", err)
+	}
+	return nil
+}
+
+// finishKeyFile writes k into the new file f, mode 0600, and closes it.
+func finishKeyFile(f *os.File, k transport.PrivateKey) error {
+	if err := f.Chmod(0o600); err != nil { // CreateTemp already uses 0600; be explicit
 		f.Close()
 		return fmt.Errorf("write key: %w", err)
 	}
 	if _, err := fmt.Fprintln(f, k.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("write key: %w", err)
 	}

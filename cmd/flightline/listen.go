@@ -18,16 +18,18 @@ type listenFlags struct {
 	commonFlags
 	addr, keyFile, allow, dir string
 	datapath, iface           string
-	force                     bool
-	maxSize                   sizeFlag
-	grace                     time.Duration
+	force, allowAny           bool
+	maxSize, maxPeerBytes     sizeFlag
+	maxPeerStreams            int
+	grace, headerTimeout      time.Duration
 }
 
 func (f *listenFlags) register(fset *flag.FlagSet) {
 	f.commonFlags.register(fset)
 	fset.StringVar(&f.addr, "addr", "", "listen on `IP:PORT` (required)")
 	fset.StringVar(&f.keyFile, "key", "", "private key `file` from 'flightline keygen -o' (required)")
-	fset.StringVar(&f.allow, "allow", "", "accept only these comma-separated public `keys` (default: any peer)")
+	fset.StringVar(&f.allow, "allow", "", "accept only these comma-separated public `keys` (this or --allow-any is required)")
+	fset.BoolVar(&f.allowAny, "allow-any", false, "accept any peer that knows our public key (no allowlist; a warning is printed)")
 	fset.StringVar(&f.dir, "dir", "", "write received files into `directory` (required)")
 	fset.StringVar(&f.datapath, "datapath", "auto", "datapath: auto, udp or xdp")
 	fset.StringVar(&f.iface, "interface", "", "network `interface` for AF_XDP (default: the one owning --addr)")
@@ -35,6 +37,10 @@ func (f *listenFlags) register(fset *flag.FlagSet) {
 	f.maxSize = defaultMaxSize
 	fset.Var(&f.maxSize, "max-size", "refuse files larger than `size`")
 	fset.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, let running transfers finish for this long")
+	fset.DurationVar(&f.headerTimeout, "header-timeout", defaultHeaderTimeout, "reset a stream that has not sent its transfer header within this `duration`")
+	fset.IntVar(&f.maxPeerStreams, "max-streams-per-peer", defaultMaxStreamsPerPeer, "transfers one peer (key) may run at once, over all its connections")
+	f.maxPeerBytes = defaultMaxBytesPerPeer
+	fset.Var(&f.maxPeerBytes, "max-bytes-per-peer", "refuse a file when one peer's running transfers would announce more than `size` together")
 }
 
 // transferRecord is the per-transfer JSON object of listen --json.
@@ -72,11 +78,21 @@ func runListen(ctx context.Context, args []string, e *env) error {
 		return usagef("--key is required")
 	case f.dir == "":
 		return usagef("--dir is required")
+	case f.allow == "" && !f.allowAny:
+		return usagef("--allow KEYS or --allow-any is required: without an allowlist any peer that knows this listener's public key may write files into --dir")
+	case f.allow != "" && f.allowAny:
+		return usagef("--allow and --allow-any exclude each other")
+	case f.maxPeerStreams < 1:
+		return usagef("--max-streams-per-peer %d: want at least 1", f.maxPeerStreams)
+	case f.headerTimeout <= 0:
+		return usagef("--header-timeout %v: want a positive duration", f.headerTimeout)
 	}
 	if err := checkDatapath(f.datapath); err != nil {
 		return err
 	}
-	cfg := &transport.Config{Datapath: f.datapath, Interface: f.iface}
+	// One connection may run as many streams as one peer may: a sender
+	// on one connection then waits for a slot instead of being refused.
+	cfg := &transport.Config{Datapath: f.datapath, Interface: f.iface, MaxStreams: f.maxPeerStreams}
 	if f.allow != "" {
 		keys, err := parsePublicKeys("allow", f.allow)
 		if err != nil {
@@ -108,12 +124,17 @@ func runListen(ctx context.Context, args []string, e *env) error {
 	}
 	fmt.Fprintf(stderr, "flightline listen: listening on %v (datapath %s), public key %s, writing to %s\n",
 		ep.LocalAddr(), ep.Link().Caps().Datapath, ep.PublicKey(), f.dir)
+	if f.allowAny {
+		fmt.Fprintf(stderr, "flightline listen: WARNING: --allow-any: any peer that knows public key %s may write files into %s (use --allow KEYS to restrict)\n",
+			ep.PublicKey(), f.dir)
+	}
 	if e.ready != nil {
 		e.ready(ep.LocalAddr(), ep.PublicKey())
 	}
 	srv := &server{
-		ep:     ep,
-		rc:     &receiver{dir: f.dir, force: f.force, maxSize: uint64(f.maxSize)},
+		ep: ep,
+		rc: &receiver{dir: f.dir, force: f.force, maxSize: uint64(f.maxSize), headerTimeout: f.headerTimeout,
+			peers: newPeerLimits(f.maxPeerStreams, uint64(f.maxPeerBytes))},
 		stdout: &lockedWriter{w: e.stdout},
 		stderr: stderr,
 		json:   f.json,
@@ -204,7 +225,7 @@ func (s *server) serveConn(ctx, xctx context.Context, c *transport.Conn, wg *syn
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := s.rc.serve(xctx, st)
+			res, err := s.rc.serve(xctx, st, c.RemotePublicKey())
 			if s.done != nil {
 				s.done(res, err)
 				return
@@ -239,10 +260,10 @@ func (s *server) report(c *transport.Conn, res result, err error) {
 		return
 	}
 	if err != nil {
-		fmt.Fprintf(s.stderr, "flightline listen: transfer %q from %s (%s) failed: %v\n", res.Name, rec.PeerAddr, rec.Peer, err)
+		fmt.Fprintf(s.stderr, "flightline listen: transfer \"%s\" from %s (%s) failed: %s\n", displayName(res.Name), rec.PeerAddr, rec.Peer, displayName(err.Error()))
 		return
 	}
 	fmt.Fprintf(s.stdout, "received %s: %d bytes in %v, %.1f MB/s, peer %s (%s), rtt %v, retransmits %d\n",
-		res.Name, res.Bytes, roundDur(res.Duration), rec.GoodputMBps, rec.Peer, rec.PeerAddr,
+		displayName(res.Name), res.Bytes, roundDur(res.Duration), rec.GoodputMBps, rec.Peer, rec.PeerAddr,
 		roundDur(st.SmoothedRTT), st.PacketsRetransmitted)
 }

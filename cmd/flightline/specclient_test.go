@@ -477,6 +477,35 @@ func TestSpecClientVectors(t *testing.T) {
 	require.Equal(t, "world", string(frames[1].data))
 	require.Equal(t, plain, frames2bytes(t, v["packet_i2r_plaintext"]))
 
+	// Key update (§5.3): the ratchet, each generation's key and IV, and the
+	// initiator's packet sealed at generations 1 (type 5) and 2 (type 4).
+	ku := func(secret []byte) []byte { return scHMAC(secret, []byte("flightline v1 ku"), []byte{1}) }
+	i2r1, r2i1 := ku(sess.i2rSecret), ku(sess.r2iSecret)
+	require.Equal(t, v["secret_i2r_1"], i2r1)
+	require.Equal(t, v["secret_r2i_1"], r2i1)
+	i2r2 := ku(i2r1)
+	require.Equal(t, v["secret_i2r_2"], i2r2)
+	for _, d := range []struct {
+		name   string
+		secret []byte
+	}{{"i2r_1", i2r1}, {"r2i_1", r2i1}} {
+		k, iv := scKeyIV(d.secret)
+		require.Equal(t, v["key_"+d.name], k)
+		require.Equal(t, v["iv_"+d.name], iv)
+	}
+	for _, g := range []struct {
+		name   string
+		secret []byte
+		typ    byte
+		pn     uint64
+	}{{"packet_i2r_gen1", i2r1, 5, 1000}, {"packet_i2r_gen2", i2r2, 4, 2000}} {
+		k, iv := scKeyIV(g.secret)
+		hdr := []byte{g.typ}
+		hdr = binary.BigEndian.AppendUint64(hdr, sess.peerID)
+		hdr = binary.BigEndian.AppendUint64(hdr, g.pn)
+		require.Equal(t, hex.EncodeToString(v[g.name]), hex.EncodeToString(scAEAD(suite, k).Seal(hdr, scNonce(iv, g.pn), plain, hdr)))
+	}
+
 	// Cookie reply (§4.5) and the retried initiation with mac2 (§4.6).
 	src := v["cookie_source"]
 	require.Equal(t, []byte{192, 0, 2, 1, 0xca, 0x6c}, src) // 192.0.2.1:51820
@@ -519,7 +548,7 @@ func TestSpecClientSendsFile(t *testing.T) {
 	keyPath, serverPub := writeKey(t, dir)
 	out := filepath.Join(dir, "out")
 	require.NoError(t, os.Mkdir(out, 0o755))
-	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp")
+	addr, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--datapath", "udp", "--allow-any")
 
 	file := make([]byte, 300<<10)
 	rand.Read(file)

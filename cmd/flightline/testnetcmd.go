@@ -297,7 +297,7 @@ func printNet(w io.Writer, n netInfo) {
 		fmt.Fprintf(w, "  middle namespace %s\n", n.Middle)
 	}
 	fmt.Fprintf(w, "  impairment: %s\n", n.Impair)
-	fmt.Fprintf(w, "  try: ip netns exec %s flightline listen --addr %s:4242 --key KEY --dir DIR --interface %s\n",
+	fmt.Fprintf(w, "  try: ip netns exec %s flightline listen --addr %s:4242 --key KEY --dir DIR --allow-any --interface %s\n",
 		n.A.Namespace, n.A.Addr, n.A.Interface)
 }
 

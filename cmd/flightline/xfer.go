@@ -33,10 +33,20 @@ type result struct {
 	Digest   [32]byte      // SHA-256 of the payload
 }
 
+// xferStream is what a transfer needs of a stream (a *transport.Stream;
+// tests substitute their own).
+type xferStream interface {
+	ReadContext(ctx context.Context, p []byte) (int, error)
+	WriteContext(ctx context.Context, p []byte) (int, error)
+	CancelRead(code transport.StreamErrorCode)
+	CancelWrite(code transport.StreamErrorCode)
+	Close() error
+}
+
 // streamReader adapts a stream to io.Reader bounded by ctx.
 type streamReader struct {
 	ctx context.Context
-	s   *transport.Stream
+	s   xferStream
 }
 
 func (r streamReader) Read(p []byte) (int, error) { return r.s.ReadContext(r.ctx, p) }
@@ -59,13 +69,19 @@ type receiver struct {
 	dir     string
 	force   bool
 	maxSize uint64
+	// headerTimeout resets a stream whose header is not complete this long
+	// after it was accepted; 0: no limit.
+	headerTimeout time.Duration
+	// peers caps what one peer may have in progress; nil: no caps.
+	peers *peerLimits
 }
 
-// serve runs one transfer on s: header, data, digest. On failure it resets
-// the stream with a code the sender can explain and returns the error.
-func (rc *receiver) serve(ctx context.Context, s *transport.Stream) (result, error) {
+// serve runs one transfer on s from peer: header, data, digest. On failure
+// it resets the stream with a code the sender can explain and returns the
+// error.
+func (rc *receiver) serve(ctx context.Context, s xferStream, peer transport.PublicKey) (result, error) {
 	start := time.Now()
-	res, err := rc.receive(ctx, s)
+	res, err := rc.receive(ctx, s, peer)
 	res.Duration = time.Since(start)
 	if err != nil {
 		code := uint64(xferIO)
@@ -89,16 +105,33 @@ func (rc *receiver) serve(ctx context.Context, s *transport.Stream) (result, err
 	return res, nil
 }
 
-func (rc *receiver) receive(ctx context.Context, s *transport.Stream) (result, error) {
+func (rc *receiver) receive(ctx context.Context, s xferStream, peer transport.PublicKey) (result, error) {
+	if !rc.peers.acquireStream(peer) {
+		return result{}, refuse(xferPeerLimit, fmt.Errorf("peer %s already has %d transfers running (--max-streams-per-peer)", peer, rc.peers.maxStreams))
+	}
+	defer rc.peers.releaseStream(peer)
 	r := streamReader{ctx, s}
-	h, err := readHeader(r, rc.maxSize)
+	hctx := ctx
+	if rc.headerTimeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, rc.headerTimeout)
+		defer cancel()
+	}
+	h, err := readHeader(streamReader{hctx, s}, rc.maxSize)
 	if err != nil {
+		if hctx.Err() != nil && ctx.Err() == nil {
+			return result{}, refuse(xferTimeout, fmt.Errorf("no complete header within %v (--header-timeout)", rc.headerTimeout))
+		}
 		if errors.Is(err, errTooLarge) {
 			return result{}, refuse(xferTooLarge, err)
 		}
 		return result{}, refuse(xferBadHeader, err)
 	}
 	res := result{Name: h.Name}
+	if !rc.peers.acquireBytes(peer, h.Size) {
+		return res, refuse(xferPeerLimit, fmt.Errorf("peer %s: %d more bytes would exceed --max-bytes-per-peer %d", peer, h.Size, rc.peers.maxBytes))
+	}
+	defer rc.peers.releaseBytes(peer, h.Size)
 	name, err := sanitizeName(h.Name)
 	if err != nil {
 		return res, refuse(xferBadName, err)

@@ -86,3 +86,24 @@ func BenchmarkCookieReply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKeyUpdate is the cost of one key update of one direction: the
+// ratchet (one HMAC-BLAKE2s) and the next key and IV with their AEAD.
+func BenchmarkKeyUpdate(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			s, _, err := NewSessionPair(suite)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sec := s.SendSecret
+			b.ReportAllocs()
+			for b.Loop() {
+				next := sec.Next()
+				sec.Erase()
+				sec = next
+				_ = sec.NewSealer()
+			}
+		})
+	}
+}

@@ -1,6 +1,9 @@
 package handshake
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by Responder.Accept, Initiator.Finish, Initiator.HandleCookie
 // and Opener.Open. They are usually wrapped with context; test with errors.Is.
@@ -9,6 +12,11 @@ var (
 	// outside its range (reserved bytes, suite, payload length, connection ID,
 	// low-order public key).
 	ErrMalformed = errors.New("handshake: malformed message")
+	// ErrMalformedPayload: an initiation authenticated (its sender holds the
+	// static key it claims) but what it carries is invalid: unknown suite or
+	// bad payload framing. It wraps ErrMalformed. Unlike junk, it is worth
+	// telling an operator about: it is a broken or incompatible client.
+	ErrMalformedPayload = fmt.Errorf("%w: invalid authenticated payload", ErrMalformed)
 	// ErrMAC: mac1 did not verify. Either the message was corrupted or it was
 	// built for a different static key (for example the initiator was
 	// configured with the wrong responder public key).

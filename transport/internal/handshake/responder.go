@@ -36,6 +36,14 @@ type ResponderConfig struct {
 	// ReplayCapacity bounds how many initiator keys' newest timestamps are
 	// remembered. Default DefaultReplayCapacity (about 5 MiB at most).
 	ReplayCapacity int
+	// Admit, when set, is the last check before any Diffie-Hellman: it is
+	// called for every initiation whose mac1 verified (and, when underLoad,
+	// whose mac2 verified too, so src is known to receive at its address)
+	// with the source and the under-load decision. A non-nil error rejects
+	// the initiation: Accept returns it wrapped and does no DH. Listeners
+	// use it for per-source rate limits that a spoofer cannot exhaust for
+	// someone else. Default (nil): admit all.
+	Admit func(src netip.AddrPort, underLoad bool) error
 }
 
 // Responder answers initiations for one listener. It is safe for concurrent
@@ -53,6 +61,7 @@ type Responder struct {
 
 	allow     func(PublicKey) bool
 	underLoad func() bool
+	admit     func(netip.AddrPort, bool) error
 	now       func() time.Time
 
 	rnd lockedReader
@@ -77,6 +86,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 		pub:       cfg.Static.Public(),
 		allow:     cfg.Allow,
 		underLoad: cfg.UnderLoad,
+		admit:     cfg.Admit,
 		now:       cfg.Now,
 		rnd:       lockedReader{r: cfg.Rand, lock: cfg.Rand != nil},
 	}
@@ -120,7 +130,8 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 // ErrMalformed, ErrMAC (wrong responder key or junk; checked before any DH),
 // ErrDecrypt (the initiator does not hold the keys it claims), ErrNotAllowed,
 // ErrReplay (timestamp not newer than the newest accepted from that key),
-// ErrPayloadTooLarge. Callers should not tear down an existing session with
+// ErrPayloadTooLarge, ErrMalformedPayload (authenticated, but the suite or
+// payload framing is invalid), or the error of ResponderConfig.Admit. Callers should not tear down an existing session with
 // the same peer until the new one has received an authenticated packet:
 // an initiation replayed after its key fell out of the bounded replay table
 // is accepted again, but its sender cannot use the resulting keys.
@@ -139,7 +150,8 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 	}
 	senderID := binary.BigEndian.Uint64(msg[initSenderOff:])
 
-	if r.underLoad != nil && r.underLoad() {
+	loaded := r.underLoad != nil && r.underLoad()
+	if loaded {
 		ok, cookie, err := r.checkMAC2(msg[:mac2Off], msg[mac2Off:], src)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("accept: %w", err)
@@ -150,6 +162,11 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 				return nil, nil, nil, fmt.Errorf("accept: %w", err)
 			}
 			return nil, nil, reply, nil
+		}
+	}
+	if r.admit != nil {
+		if err := r.admit(src, loaded); err != nil {
+			return nil, nil, nil, fmt.Errorf("accept: %w", err)
 		}
 	}
 
@@ -183,11 +200,11 @@ func (r *Responder) Accept(msg []byte, src netip.AddrPort, localConnID uint64, p
 	copy(ts[:], plain)
 	suite := Suite(plain[timestampSize])
 	if !suite.valid() {
-		return nil, nil, nil, fmt.Errorf("accept: %w: unknown suite %d", ErrMalformed, uint8(suite))
+		return nil, nil, nil, fmt.Errorf("accept: %w: unknown suite %d", ErrMalformedPayload, uint8(suite))
 	}
 	peerPayload, err := parsePayload(plain[timestampSize+1:])
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("accept: %w", err)
+		return nil, nil, nil, fmt.Errorf("accept: %w: %w", ErrMalformedPayload, err)
 	}
 	if r.allow != nil && !r.allow(is) {
 		return nil, nil, nil, fmt.Errorf("accept: %w: %s", ErrNotAllowed, is)

@@ -25,28 +25,55 @@ const (
 )
 
 // Session holds the packet protection state of one connection: Send seals
-// what this side sends and Recv opens what the peer sent.
+// what this side sends and Recv opens what the peer sent, both at key
+// generation 0. SendSecret and RecvSecret are the generation-0 secrets the
+// key update ratchets from (TrafficSecret.Next); Send and Recv were built
+// from them.
 type Session struct {
-	Suite Suite
-	Send  *Sealer
-	Recv  *Opener
+	Suite      Suite
+	Send       *Sealer
+	Recv       *Opener
+	SendSecret *TrafficSecret
+	RecvSecret *TrafficSecret
 }
 
-// Sealer encrypts outgoing packets. It is not safe for concurrent use: one
-// goroutine (the sender) owns it.
+// Sealer encrypts outgoing packets under one key generation and counts
+// them (the AEAD confidentiality limit is per key). It is not safe for
+// concurrent use: one goroutine (the sender) owns it.
 type Sealer struct {
-	aead  cipher.AEAD
-	iv    [ivSize]byte
-	nonce [ivSize]byte // scratch, kept here so Seal does not allocate
+	aead   cipher.AEAD
+	iv     [ivSize]byte
+	nonce  [ivSize]byte // scratch, kept here so Seal does not allocate
+	gen    uint64
+	sealed uint64
 }
 
-// Opener decrypts incoming packets. It is not safe for concurrent use: one
-// goroutine (the receiver) owns it.
+// Opener decrypts incoming packets under one key generation and counts
+// successes and authentication failures. It is not safe for concurrent
+// use: one goroutine (the receiver) owns it.
 type Opener struct {
-	aead  cipher.AEAD
-	iv    [ivSize]byte
-	nonce [ivSize]byte
+	aead   cipher.AEAD
+	iv     [ivSize]byte
+	nonce  [ivSize]byte
+	gen    uint64
+	opened uint64
+	failed uint64
 }
+
+// Gen is the key generation the sealer protects packets under.
+func (s *Sealer) Gen() uint64 { return s.gen }
+
+// Sealed is the number of packets sealed with this key.
+func (s *Sealer) Sealed() uint64 { return s.sealed }
+
+// Gen is the key generation the opener accepts.
+func (o *Opener) Gen() uint64 { return o.gen }
+
+// Opened is the number of packets that authenticated under this key.
+func (o *Opener) Opened() uint64 { return o.opened }
+
+// Failed is the number of packets that failed authentication under this key.
+func (o *Opener) Failed() uint64 { return o.failed }
 
 // Overhead returns the number of bytes Seal adds (16).
 func (s *Sealer) Overhead() int { return s.aead.Overhead() }
@@ -61,6 +88,7 @@ func (o *Opener) Overhead() int { return o.aead.Overhead() }
 // plaintext[:0] as dst with room for Overhead more bytes. It does not
 // allocate when dst has enough capacity.
 func (s *Sealer) Seal(dst, aad []byte, pn uint64, plaintext []byte) []byte {
+	s.sealed++
 	makeNonce(&s.nonce, &s.iv, pn)
 	return s.aead.Seal(dst, s.nonce[:], plaintext, aad)
 }
@@ -75,8 +103,10 @@ func (o *Opener) Open(dst, aad []byte, pn uint64, ciphertext []byte) ([]byte, er
 	makeNonce(&o.nonce, &o.iv, pn)
 	out, err := o.aead.Open(dst, o.nonce[:], ciphertext, aad)
 	if err != nil {
+		o.failed++
 		return nil, ErrDecrypt
 	}
+	o.opened++
 	return out, nil
 }
 
@@ -128,9 +158,11 @@ func newSession(suite Suite, sendSecret, recvSecret *[32]byte) (*Session, error)
 		return nil, fmt.Errorf("receive keys: %w", err)
 	}
 	return &Session{
-		Suite: suite,
-		Send:  &Sealer{aead: sa, iv: siv},
-		Recv:  &Opener{aead: ra, iv: riv},
+		Suite:      suite,
+		Send:       &Sealer{aead: sa, iv: siv},
+		Recv:       &Opener{aead: ra, iv: riv},
+		SendSecret: &TrafficSecret{suite: suite, secret: *sendSecret},
+		RecvSecret: &TrafficSecret{suite: suite, secret: *recvSecret},
 	}, nil
 }
 

@@ -274,6 +274,44 @@ func TestVectors(t *testing.T) {
 	require.NoError(t, err)
 	c.check(fmt.Sprintf("packet_i2r_suite%d", other), sealData(sOther.Send, rID, 0, plainI))
 
+	// Key update (§5.3): each direction's secret ratchets with
+	// HKDF-Expand(secret, "flightline v1 ku", 32); keys and IVs derive from
+	// each generation as from the first. The initiator's packet is sealed
+	// at generation 1 (phase bit 1, type 5) and 2 (phase 0 again), and the
+	// responder's ratcheted openers accept both.
+	iSend1, rRecv1 := ires.Session.SendSecret.Next(), rres.Session.RecvSecret.Next()
+	require.Equal(t, iSend1.secret, rRecv1.secret)
+	c.check("secret_i2r_1", iSend1.secret[:])
+	key, iv, err := deriveKeyIV(&iSend1.secret)
+	require.NoError(t, err)
+	c.check("key_i2r_1", key[:])
+	c.check("iv_i2r_1", iv[:])
+	rSend1 := rres.Session.SendSecret.Next()
+	require.Equal(t, rSend1.secret, ires.Session.RecvSecret.Next().secret)
+	c.check("secret_r2i_1", rSend1.secret[:])
+	key, iv, err = deriveKeyIV(&rSend1.secret)
+	require.NoError(t, err)
+	c.check("key_r2i_1", key[:])
+	c.check("iv_r2i_1", iv[:])
+	iSend2 := iSend1.Next()
+	c.check("secret_i2r_2", iSend2.secret[:])
+	for _, g := range []struct {
+		name string
+		sec  *TrafficSecret
+		open *TrafficSecret
+		pn   uint64
+	}{
+		{"packet_i2r_gen1", iSend1, rRecv1, 1000},
+		{"packet_i2r_gen2", iSend2, rRecv1.Next(), 2000},
+	} {
+		b := wire.AppendDataHeader(nil, wire.DataHeader{ConnID: rID, PN: g.pn, KeyPhase: g.sec.Phase()})
+		pkt := g.sec.NewSealer().Seal(b, b[:wire.DataHeaderLen], g.pn, plainI)
+		c.check(g.name, pkt)
+		requireOpens(t, g.open.NewOpener(), pkt, plainI)
+		_, err := rres.Session.Recv.Open(nil, pkt[:wire.DataHeaderLen], g.pn, pkt[wire.DataHeaderLen:])
+		require.ErrorIs(t, err, ErrDecrypt, "generation 0 does not open %s", g.name)
+	}
+
 	// Cookie round trip: the same initiation reaches a responder under load.
 	cookieSecret := c.in("cookie_secret")
 	cookieNonce := c.in("cookie_nonce")

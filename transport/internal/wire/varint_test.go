@@ -87,12 +87,13 @@ func TestDataHeader(t *testing.T) {
 		{"small", DataHeader{ConnID: 1, PN: 2}},
 		{"max", DataHeader{ConnID: ^uint64(0), PN: MaxPacketNumber}},
 		{"mixed", DataHeader{ConnID: 0x0102030405060708, PN: 0x1122334455667788 >> 2}},
+		{"phase1", DataHeader{ConnID: 7, PN: 9, KeyPhase: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := AppendDataHeader(nil, tt.h)
 			equal(t, DataHeaderLen, len(b))
-			equal(t, TypeData, b[0])
+			equal(t, TypeData+tt.h.KeyPhase, b[0])
 			got, err := ParseDataHeader(append(b, "payload"...))
 			noErr(t, err)
 			equal(t, tt.h, got)
@@ -108,10 +109,13 @@ func TestDataHeader(t *testing.T) {
 	// Big-endian layout.
 	b := AppendDataHeader(nil, DataHeader{ConnID: 0x0102030405060708, PN: 0x090a0b0c0d0e0f10})
 	equal(t, []byte{4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, b)
+	// The key phase is the type byte's low bit.
+	b = AppendDataHeader(nil, DataHeader{ConnID: 0x0102030405060708, PN: 0x090a0b0c0d0e0f10, KeyPhase: 1})
+	equal(t, []byte{5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, b)
 }
 
 func TestParseDataHeaderWrongType(t *testing.T) {
-	for _, typ := range []byte{0, TypeInitiation, TypeResponse, TypeCookie, 5, 0xff} {
+	for _, typ := range []byte{0, TypeInitiation, TypeResponse, TypeCookie, 6, 0x84, 0xff} {
 		b := make([]byte, DataHeaderLen)
 		b[0] = typ
 		_, err := ParseDataHeader(b)
@@ -132,7 +136,8 @@ func TestPacketType(t *testing.T) {
 		{"cookie", []byte{TypeCookie}, TypeCookie, nil},
 		{"data", []byte{TypeData}, TypeData, nil},
 		{"zero", []byte{0}, 0, ErrMalformed},
-		{"five", []byte{5}, 0, ErrMalformed},
+		{"data phase 1", []byte{TypeDataPhase1}, TypeData, nil},
+		{"six", []byte{6}, 0, ErrMalformed},
 		{"high", []byte{0xc4}, 0, ErrMalformed},
 	}
 	for _, tt := range tests {

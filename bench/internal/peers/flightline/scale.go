@@ -44,7 +44,12 @@ const measuredMsg = "measured"
 // connections until the client closes.
 func (p *flPeer) serveScale(ctx context.Context, s *peer.Spec, k sideKeys, ready func()) (peer.Result, error) {
 	rate := scaleHandshakeRate(s)
-	ep, err := p.listen(ctx, s, k, func(c *transport.Config) { c.HandshakeRate = rate })
+	ep, err := p.listen(ctx, s, k, func(c *transport.Config) {
+		c.HandshakeRate = rate
+		// Every connection of the run comes from one client address.
+		c.MaxConnections = max(transport.DefaultMaxConnections, s.Conns)
+		c.MaxConnectionsPerSource = max(transport.DefaultMaxConnectionsPerSource, s.Conns)
+	})
 	if err != nil {
 		return peer.Result{}, err
 	}
