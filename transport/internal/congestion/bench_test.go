@@ -79,14 +79,6 @@ func BenchmarkRTTUpdate(b *testing.B) {
 	}
 }
 
-func BenchmarkWindowNotifyNoWaiters(b *testing.B) {
-	w := NewWindow()
-	b.ReportAllocs()
-	for b.Loop() {
-		w.Notify()
-	}
-}
-
 // TestHotPathZeroAllocs pins the 0-allocs property in the normal test run.
 func TestHotPathZeroAllocs(t *testing.T) {
 	c := NewCubic(Config{})
