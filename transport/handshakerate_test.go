@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/flightline/flightline/transport/memlink"
 )
 
 func TestHandshakeCapacity(t *testing.T) {
@@ -37,4 +39,16 @@ func TestHandshakeRateFixedOrAutomatic(t *testing.T) {
 	cfg, err := (&Config{}).populate()
 	require.NoError(t, err)
 	require.Zero(t, cfg.HandshakeRate, "the default is automatic")
+}
+
+// TestAcceptedHandshakeIsMeasured: a listener with the default (automatic)
+// HandshakeRate measures each accepted initiation, so its threshold is the
+// workers' measured capacity, not DefaultHandshakeRate.
+func TestAcceptedHandshakeIsMeasured(t *testing.T) {
+	p, _, _ := newMemPair(t, memlink.Config{Seed: 9})
+	require.Zero(t, p.server.cfg.HandshakeRate, "automatic by default")
+	hs := p.server.hs
+	require.Positive(t, hs.capacity.costNs.Load(), "the accepted initiation was measured")
+	want := float64(hs.capacity.workers) * float64(time.Second) / float64(hs.capacity.costNs.Load())
+	require.InDelta(t, min(max(want, minAutoHandshakeRate), maxAutoHandshakeRate), hs.handshakeRate(), 1e-6)
 }
