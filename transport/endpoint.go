@@ -86,6 +86,22 @@ func (e *Endpoint) LocalAddr() netip.AddrPort { return e.link.LocalAddr() }
 // Link returns the datapath.
 func (e *Endpoint) Link() link.Link { return e.link }
 
+// Conns returns the endpoint's connections that completed their handshake
+// (for a listener: whose peer also proved its address), in no particular
+// order. It is a snapshot for monitoring — package metrics reads each
+// one's Stats at scrape time — and costs one map walk under a read lock.
+func (e *Endpoint) Conns() []*Conn {
+	e.connsMu.RLock()
+	defer e.connsMu.RUnlock()
+	conns := make([]*Conn, 0, len(e.conns))
+	for id, c := range e.conns {
+		if !e.hs.isPending(id) {
+			conns = append(conns, c)
+		}
+	}
+	return conns
+}
+
 // Close closes every connection (telling peers that proved their address)
 // and the datapath.
 func (e *Endpoint) Close() error {

@@ -1,0 +1,276 @@
+// Package metrics exports flightline endpoint and connection statistics in
+// the Prometheus exposition format.
+//
+// A Collector reads the Stats snapshots the transport keeps anyway
+// (transport.Endpoint.Stats, transport.Conn.Stats, the datapath's
+// link.Caps.Counters) when it is scraped: nothing is added to the packet
+// path, and a process nobody scrapes pays nothing.
+//
+// Connection counters are summed per endpoint into flightline_conn_*
+// families. A connection's counters live only as long as the connection, so
+// the collector remembers the connections it saw at the previous scrape and,
+// when one is gone, adds its final Stats to a per-endpoint total of closed
+// connections: the sums never go backwards (a Prometheus counter that
+// decreases reads as a reset). A connection that opened and closed entirely
+// between two scrapes is never seen and is not in the sums; the endpoint's
+// handshakes_total{outcome="completed"} still counts it.
+//
+// With Config.PerConnection every live connection also gets its own
+// flightline_perconn_* series labelled by its connection ID. That is one
+// series set per connection: use it for a few long-lived connections, not
+// for a server with thousands of peers.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/flightline/flightline/transport"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Collector. The zero value is usable.
+type Config struct {
+	// PerConnection adds flightline_perconn_* series for every live
+	// connection, labelled endpoint and conn (the local connection ID in
+	// hex). Default off: each connection adds about 40 series.
+	PerConnection bool
+	// RTTBuckets are the upper bounds, in seconds, of the smoothed-RTT
+	// histogram. Default: 25 µs doubling to about 13 s (20 buckets).
+	RTTBuckets []float64
+}
+
+// DefaultRTTBuckets spans loopback (tens of µs) to satellite and
+// pathological paths (seconds).
+var DefaultRTTBuckets = prometheus.ExponentialBuckets(25e-6, 2, 20)
+
+// Collector is a prometheus.Collector over any number of named endpoints.
+// Register it with a prometheus.Registerer, then Add endpoints (before or
+// after registering).
+type Collector struct {
+	cfg Config
+
+	// mu serialises scrapes (the closed-connection totals are updated by
+	// them) and guards eps.
+	mu  sync.Mutex
+	eps map[string]*endpointState
+
+	// rtt is sampled at scrape time: one observation of each live
+	// connection's smoothed RTT per scrape.
+	rtt *prometheus.HistogramVec
+
+	// Descriptors, built once.
+	aggCounter, aggGauge []*prometheus.Desc // parallel to connCounters, connGauges
+	connCounter          []*prometheus.Desc // parallel to connCounters
+	connGauge            []*prometheus.Desc // parallel to connGauges then perConnGauges
+	conns                *prometheus.Desc
+	ep                   []*prometheus.Desc // parallel to epCounters
+	linkInfo             *prometheus.Desc
+	linkCounter          []*prometheus.Desc // parallel to linkCounters
+	linkGauge            []*prometheus.Desc // parallel to linkGauges
+	all                  descs
+}
+
+// endpointState is what the collector remembers of one endpoint between
+// scrapes.
+type endpointState struct {
+	name string
+	ep   *transport.Endpoint
+	// seen are the connections of the previous scrape.
+	seen map[*transport.Conn]struct{}
+	// closed holds, parallel to connCounters, the final counters of
+	// connections seen once and since gone.
+	closed []uint64
+}
+
+// New returns a Collector with no endpoints.
+func New(cfg Config) *Collector {
+	if cfg.RTTBuckets == nil {
+		cfg.RTTBuckets = DefaultRTTBuckets
+	}
+	c := &Collector{cfg: cfg, eps: make(map[string]*endpointState)}
+	c.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace,
+		Name:      "conn_smoothed_rtt_seconds",
+		Help:      "Smoothed RTT of each live connection, sampled once per connection per scrape (not per RTT sample).",
+		Buckets:   cfg.RTTBuckets,
+	}, []string{"endpoint"})
+
+	d := &c.all
+	ep := []string{"endpoint"}
+	epConn := []string{"endpoint", "conn"}
+	c.conns = d.add(namespace+"_conns", "Connections that completed their handshake and are not yet torn down.", ep...)
+	for _, f := range connCounters {
+		help := f.help
+		if help == "" {
+			help = "see " + f.name
+		}
+		c.aggCounter = append(c.aggCounter, d.add(aggPrefix+f.name, help+" Summed over the endpoint's connections, closed ones included once seen by a scrape.", withCause(ep, f.cause)...))
+	}
+	for _, f := range connGauges {
+		c.aggGauge = append(c.aggGauge, d.add(aggPrefix+f.name, f.help+" Summed over the endpoint's live connections.", ep...))
+	}
+	if cfg.PerConnection {
+		for _, f := range connCounters {
+			c.connCounter = append(c.connCounter, d.add(connPrefix+f.name, c.aggHelp(aggPrefix+f.name), withCause(epConn, f.cause)...))
+		}
+		for _, f := range slices.Concat(connGauges, perConnGauges) {
+			c.connGauge = append(c.connGauge, d.add(connPrefix+f.name, f.help+" Per connection.", epConn...))
+		}
+	}
+	for _, f := range epCounters {
+		labels := ep
+		if f.label != "" {
+			labels = append(ep[:1:1], f.label)
+		}
+		c.ep = append(c.ep, d.add(namespace+"_"+f.name, f.help, labels...))
+	}
+	c.linkInfo = d.add(namespace+"_link_info", "Always 1; labels name the endpoint's datapath and the offloads in use.",
+		"endpoint", "datapath", "gso", "gro", "zerocopy", "queues")
+	for _, f := range linkCounters {
+		c.linkCounter = append(c.linkCounter, d.add(namespace+"_"+f.name, f.help, withCause(ep, f.cause)...))
+	}
+	for _, f := range linkGauges {
+		c.linkGauge = append(c.linkGauge, d.add(namespace+"_"+f.name, f.help, ep...))
+	}
+	return c
+}
+
+// aggHelp reuses the help of a family already described (the members of a
+// cause family after the first carry none of their own).
+func (c *Collector) aggHelp(aggName string) string {
+	// Desc has no accessor for its help; per-connection families say
+	// where to look instead of repeating it.
+	return "Per connection; see " + aggName + "."
+}
+
+// Add exports ep under the label endpoint=name. Names must be unique and
+// non-empty. The collector holds ep until Remove.
+func (c *Collector) Add(name string, ep *transport.Endpoint) error {
+	if name == "" {
+		return errors.New("metrics: empty endpoint name")
+	}
+	if ep == nil {
+		return errors.New("metrics: nil endpoint")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.eps[name]; dup {
+		return fmt.Errorf("metrics: endpoint %q already added", name)
+	}
+	c.eps[name] = &endpointState{name: name, ep: ep, seen: map[*transport.Conn]struct{}{}, closed: make([]uint64, len(connCounters))}
+	return nil
+}
+
+// Remove stops exporting the endpoint added as name; its series vanish from
+// the next scrape.
+func (c *Collector) Remove(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.eps, name)
+	c.rtt.DeleteLabelValues(name)
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.all.order {
+		ch <- d
+	}
+	c.rtt.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: it reads every endpoint's and
+// connection's Stats now.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.eps))
+	for name := range c.eps {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		c.collectEndpoint(ch, c.eps[name])
+	}
+	c.rtt.Collect(ch)
+}
+
+func (c *Collector) collectEndpoint(ch chan<- prometheus.Metric, st *endpointState) {
+	name := st.name
+	es := st.ep.Stats()
+	for i, f := range epCounters {
+		labels := []string{name}
+		if f.label != "" {
+			labels = append(labels, f.value)
+		}
+		ch <- prometheus.MustNewConstMetric(c.ep[i], prometheus.CounterValue, float64(f.get(&es)), labels...)
+	}
+
+	caps := st.ep.Link().Caps()
+	ch <- prometheus.MustNewConstMetric(c.linkInfo, prometheus.GaugeValue, 1, name, caps.Datapath,
+		strconv.FormatBool(caps.GSO), strconv.FormatBool(caps.GRO), strconv.FormatBool(caps.ZeroCopy), strconv.Itoa(caps.Queues))
+	for i, f := range linkCounters {
+		ch <- prometheus.MustNewConstMetric(c.linkCounter[i], prometheus.CounterValue, float64(f.get(&caps.Counters)), causeValues([]string{name}, f.cause)...)
+	}
+	for i, f := range linkGauges {
+		ch <- prometheus.MustNewConstMetric(c.linkGauge[i], prometheus.GaugeValue, f.get(&caps.Counters), name)
+	}
+
+	live := st.ep.Conns()
+	sums := slices.Clone(st.closed)
+	gauges := make([]float64, len(connGauges))
+	now := make(map[*transport.Conn]struct{}, len(live))
+	rtt := c.rtt.WithLabelValues(name)
+	for _, conn := range live {
+		now[conn] = struct{}{}
+		s := conn.Stats()
+		for i, f := range connCounters {
+			sums[i] += f.get(&s)
+		}
+		for i, f := range connGauges {
+			gauges[i] += f.get(&s)
+		}
+		if s.SmoothedRTT > 0 {
+			rtt.Observe(s.SmoothedRTT.Seconds())
+		}
+		if c.cfg.PerConnection {
+			c.collectConn(ch, name, conn, &s)
+		}
+	}
+	// Connections gone since the previous scrape: their Stats stay
+	// readable after close, so their final counters join the totals.
+	for conn := range st.seen {
+		if _, ok := now[conn]; ok {
+			continue
+		}
+		s := conn.Stats()
+		for i, f := range connCounters {
+			v := f.get(&s)
+			st.closed[i] += v
+			sums[i] += v
+		}
+	}
+	st.seen = now
+
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(len(live)), name)
+	for i, f := range connCounters {
+		ch <- prometheus.MustNewConstMetric(c.aggCounter[i], prometheus.CounterValue, float64(sums[i]), causeValues([]string{name}, f.cause)...)
+	}
+	for i := range connGauges {
+		ch <- prometheus.MustNewConstMetric(c.aggGauge[i], prometheus.GaugeValue, gauges[i], name)
+	}
+}
+
+// collectConn emits one connection's own series.
+func (c *Collector) collectConn(ch chan<- prometheus.Metric, name string, conn *transport.Conn, s *transport.Stats) {
+	id := fmt.Sprintf("%016x", conn.LocalID())
+	for i, f := range connCounters {
+		ch <- prometheus.MustNewConstMetric(c.connCounter[i], prometheus.CounterValue, float64(f.get(s)), causeValues([]string{name, id}, f.cause)...)
+	}
+	for i, f := range slices.Concat(connGauges, perConnGauges) {
+		ch <- prometheus.MustNewConstMetric(c.connGauge[i], prometheus.GaugeValue, f.get(s), name, id)
+	}
+}
