@@ -7,13 +7,14 @@
 // path, and a process nobody scrapes pays nothing.
 //
 // Connection counters are summed per endpoint into flightline_conn_*
-// families. A connection's counters live only as long as the connection, so
-// the collector remembers the connections it saw at the previous scrape and,
-// when one is gone, adds its final Stats to a per-endpoint total of closed
-// connections: the sums never go backwards (a Prometheus counter that
-// decreases reads as a reset). A connection that opened and closed entirely
-// between two scrapes is never seen and is not in the sums; the endpoint's
-// handshakes_total{outcome="completed"} still counts it.
+// families: the live connections' Stats plus the final counters of every
+// connection the endpoint already tore down (transport.ClosedConnStats),
+// read together by Endpoint.ConnSnapshot. So the sums count every
+// connection, also one that lived between two scrapes, and do not go
+// backwards when one closes (a Prometheus counter that decreases reads as a
+// reset). The collector also never lets an exported counter decrease: a
+// closing connection's last few packets can land after its final counters
+// were read, and a closed AF_XDP link reports zeros.
 //
 // With Config.PerConnection every live connection also gets its own
 // flightline_perconn_* series labelled by its connection ID. That is one
@@ -53,8 +54,8 @@ var DefaultRTTBuckets = prometheus.ExponentialBuckets(25e-6, 2, 20)
 type Collector struct {
 	cfg Config
 
-	// mu serialises scrapes (the closed-connection totals are updated by
-	// them) and guards eps.
+	// mu serialises scrapes (they update the last exported counter
+	// values) and guards eps.
 	mu  sync.Mutex
 	eps map[string]*endpointState
 
@@ -66,7 +67,7 @@ type Collector struct {
 	aggCounter, aggGauge []*prometheus.Desc // parallel to connCounters, connGauges
 	connCounter          []*prometheus.Desc // parallel to connCounters
 	connGauge            []*prometheus.Desc // parallel to connGauges then perConnGauges
-	conns                *prometheus.Desc
+	conns, connsClosed   *prometheus.Desc
 	ep                   []*prometheus.Desc // parallel to epCounters
 	linkInfo             *prometheus.Desc
 	linkCounter          []*prometheus.Desc // parallel to linkCounters
@@ -79,11 +80,15 @@ type Collector struct {
 type endpointState struct {
 	name string
 	ep   *transport.Endpoint
-	// seen are the connections of the previous scrape.
-	seen map[*transport.Conn]struct{}
-	// closed holds, parallel to connCounters, the final counters of
-	// connections seen once and since gone.
-	closed []uint64
+	// lastConn and lastLink are the sums last exported, parallel to
+	// connCounters and linkCounters: exported counters never decrease.
+	lastConn, lastLink []uint64
+}
+
+// monotonic returns max(v, *last) and remembers it.
+func monotonic(last *uint64, v uint64) uint64 {
+	*last = max(*last, v)
+	return *last
 }
 
 // New returns a Collector with no endpoints.
@@ -103,12 +108,13 @@ func New(cfg Config) *Collector {
 	ep := []string{"endpoint"}
 	epConn := []string{"endpoint", "conn"}
 	c.conns = d.add(namespace+"_conns", "Connections that completed their handshake and are not yet torn down.", ep...)
+	c.connsClosed = d.add(namespace+"_conns_closed_total", "Connections torn down (their counters stay in the flightline_conn_* sums).", ep...)
 	for _, f := range connCounters {
 		help := f.help
 		if help == "" {
 			help = "see " + f.name
 		}
-		c.aggCounter = append(c.aggCounter, d.add(aggPrefix+f.name, help+" Summed over the endpoint's connections, closed ones included once seen by a scrape.", withCause(ep, f.cause)...))
+		c.aggCounter = append(c.aggCounter, d.add(aggPrefix+f.name, help+" Summed over the endpoint's connections, closed ones included.", withCause(ep, f.cause)...))
 	}
 	for _, f := range connGauges {
 		c.aggGauge = append(c.aggGauge, d.add(aggPrefix+f.name, f.help+" Summed over the endpoint's live connections.", ep...))
@@ -161,7 +167,7 @@ func (c *Collector) Add(name string, ep *transport.Endpoint) error {
 	if _, dup := c.eps[name]; dup {
 		return fmt.Errorf("metrics: endpoint %q already added", name)
 	}
-	c.eps[name] = &endpointState{name: name, ep: ep, seen: map[*transport.Conn]struct{}{}, closed: make([]uint64, len(connCounters))}
+	c.eps[name] = &endpointState{name: name, ep: ep, lastConn: make([]uint64, len(connCounters)), lastLink: make([]uint64, len(linkCounters))}
 	return nil
 }
 
@@ -213,19 +219,20 @@ func (c *Collector) collectEndpoint(ch chan<- prometheus.Metric, st *endpointSta
 	ch <- prometheus.MustNewConstMetric(c.linkInfo, prometheus.GaugeValue, 1, name, caps.Datapath,
 		strconv.FormatBool(caps.GSO), strconv.FormatBool(caps.GRO), strconv.FormatBool(caps.ZeroCopy), strconv.Itoa(caps.Queues))
 	for i, f := range linkCounters {
-		ch <- prometheus.MustNewConstMetric(c.linkCounter[i], prometheus.CounterValue, float64(f.get(&caps.Counters)), causeValues([]string{name}, f.cause)...)
+		ch <- prometheus.MustNewConstMetric(c.linkCounter[i], prometheus.CounterValue, float64(monotonic(&st.lastLink[i], f.get(&caps.Counters))), causeValues([]string{name}, f.cause)...)
 	}
 	for i, f := range linkGauges {
 		ch <- prometheus.MustNewConstMetric(c.linkGauge[i], prometheus.GaugeValue, f.get(&caps.Counters), name)
 	}
 
-	live := st.ep.Conns()
-	sums := slices.Clone(st.closed)
+	live, closed := st.ep.ConnSnapshot()
+	sums := make([]uint64, len(connCounters))
+	for i, f := range connCounters {
+		sums[i] = f.get(&closed.Stats)
+	}
 	gauges := make([]float64, len(connGauges))
-	now := make(map[*transport.Conn]struct{}, len(live))
 	rtt := c.rtt.WithLabelValues(name)
 	for _, conn := range live {
-		now[conn] = struct{}{}
 		s := conn.Stats()
 		for i, f := range connCounters {
 			sums[i] += f.get(&s)
@@ -240,24 +247,11 @@ func (c *Collector) collectEndpoint(ch chan<- prometheus.Metric, st *endpointSta
 			c.collectConn(ch, name, conn, &s)
 		}
 	}
-	// Connections gone since the previous scrape: their Stats stay
-	// readable after close, so their final counters join the totals.
-	for conn := range st.seen {
-		if _, ok := now[conn]; ok {
-			continue
-		}
-		s := conn.Stats()
-		for i, f := range connCounters {
-			v := f.get(&s)
-			st.closed[i] += v
-			sums[i] += v
-		}
-	}
-	st.seen = now
 
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(len(live)), name)
+	ch <- prometheus.MustNewConstMetric(c.connsClosed, prometheus.CounterValue, float64(closed.Conns), name)
 	for i, f := range connCounters {
-		ch <- prometheus.MustNewConstMetric(c.aggCounter[i], prometheus.CounterValue, float64(sums[i]), causeValues([]string{name}, f.cause)...)
+		ch <- prometheus.MustNewConstMetric(c.aggCounter[i], prometheus.CounterValue, float64(monotonic(&st.lastConn[i], sums[i])), causeValues([]string{name}, f.cause)...)
 	}
 	for i := range connGauges {
 		ch <- prometheus.MustNewConstMetric(c.aggGauge[i], prometheus.GaugeValue, gauges[i], name)

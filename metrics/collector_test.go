@@ -257,15 +257,20 @@ func with(base map[string]string, extra map[string]string) map[string]string {
 }
 
 // checkConn asserts every connection counter of the scrape lies between the
-// Stats read before and after it, in the aggregate family (prefix agg, with
-// closed connections' totals added) and, if perConn, the per-connection one.
-func checkConn(t *testing.T, fams map[string]*dto.MetricFamily, ep string, closed map[string]uint64, before, after transport.Stats, conn *transport.Conn) {
+// Stats read before and after it, in the aggregate family (plus the final
+// counters of closed connections) and, if conn is set, in conn's own
+// series.
+func checkConn(t *testing.T, fams map[string]*dto.MetricFamily, ep string, closed []transport.Stats, before, after transport.Stats, conn *transport.Conn) {
 	t.Helper()
 	lo, hi := connCounterWant(before), connCounterWant(after)
 	for key, l := range lo {
 		name, extra := splitKey(key)
+		var sumClosed uint64
+		for _, s := range closed {
+			sumClosed += connCounterWant(s)[key]
+		}
 		v := value(t, fams, "flightline_conn_"+name, with(labels("endpoint", ep), extra))
-		between(t, ep+" flightline_conn_"+key, v, l+closed[key], hi[key]+closed[key])
+		between(t, ep+" flightline_conn_"+key, v, l+sumClosed, hi[key]+sumClosed)
 		if conn != nil {
 			id := fmt.Sprintf("%016x", conn.LocalID())
 			v := value(t, fams, "flightline_perconn_"+name, with(labels("endpoint", ep, "conn", id), extra))
@@ -370,21 +375,49 @@ func TestScrapeMatchesStats(t *testing.T) {
 	// final counters stay in flightline_conn_* and its own series go.
 	prev := fams
 	require.NoError(t, p.cliConn.CloseWithError(0, "test done"))
-	require.Empty(t, p.cliEP.Conns())
+	require.Empty(t, p.cliEP.Conns(), "CloseWithError returns after teardown")
 	final := p.cliConn.Stats()
 	fams = scrape(t, url)
-	finalAfter := p.cliConn.Stats()
 	require.Equal(t, 0.0, value(t, fams, "flightline_conns", labels("endpoint", "client")))
+	require.Equal(t, 1.0, value(t, fams, "flightline_conns_closed_total", labels("endpoint", "client")))
 	require.NotContains(t, seriesConns(fams["flightline_perconn_packets_sent_total"]), id)
-	checkConn(t, fams, "client", nil, final, finalAfter, nil)
+	checkConn(t, fams, "client", []transport.Stats{final}, transport.Stats{}, transport.Stats{}, nil)
 	for key := range connCounterWant(final) {
 		name, extra := splitKey(key)
 		l := with(labels("endpoint", "client"), extra)
 		require.GreaterOrEqual(t, value(t, fams, "flightline_conn_"+name, l), value(t, prev, "flightline_conn_"+name, l), "%s went backwards", key)
 	}
-	// And they stay after more scrapes (the closed total is kept once).
+
+	// A connection that opens and closes between two scrapes is counted
+	// too: the endpoint keeps the counters of every connection it tore
+	// down.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srvRead := make(chan error, 1)
+	go func() {
+		c, err := p.srvEP.Accept(ctx)
+		if err == nil {
+			var s *transport.Stream
+			if s, err = c.AcceptStream(ctx); err == nil {
+				_, err = io.Copy(io.Discard, s)
+			}
+		}
+		srvRead <- err
+	}()
+	second, err := p.cliEP.Dial(ctx, p.srvEP.LocalAddr(), p.srvEP.PublicKey())
+	require.NoError(t, err)
+	s2, err := second.OpenStream()
+	require.NoError(t, err)
+	_, err = s2.Write(make([]byte, 20<<10))
+	require.NoError(t, err)
+	require.NoError(t, s2.Close())
+	require.NoError(t, <-srvRead)
+	require.NoError(t, second.Close()) // graceful: after our data is acknowledged
+	final2 := second.Stats()
+	require.NotZero(t, final2.PacketsSent)
 	fams = scrape(t, url)
-	checkConn(t, fams, "client", nil, final, p.cliConn.Stats(), nil)
+	require.Equal(t, 2.0, value(t, fams, "flightline_conns_closed_total", labels("endpoint", "client")))
+	checkConn(t, fams, "client", []transport.Stats{final, final2}, transport.Stats{}, transport.Stats{}, nil)
 
 	c.Remove("client")
 	fams = scrape(t, url)
@@ -423,4 +456,25 @@ func TestAggregateOnlyByDefault(t *testing.T) {
 		require.False(t, strings.HasPrefix(name, "flightline_perconn_"), name)
 	}
 	checkConn(t, fams, "client", nil, before, after, nil)
+}
+
+// ClosedConnStats sums exactly the uint64 (counter) fields of Stats: the
+// closed connection's counters lie between its Stats before the close and
+// after it, and the gauges are not summed.
+func TestClosedConnStatsSumsCounters(t *testing.T) {
+	p := newPair(t)
+	before := p.cliConn.Stats()
+	require.NoError(t, p.cliConn.CloseWithError(0, "done"))
+	after := p.cliConn.Stats()
+	live, closed := p.cliEP.ConnSnapshot()
+	require.Empty(t, live)
+	require.Equal(t, uint64(1), closed.Conns)
+	lo, hi, got := connCounterWant(before), connCounterWant(after), connCounterWant(closed.Stats)
+	for key, v := range got {
+		require.True(t, lo[key] <= v && v <= hi[key], "%s = %d, want in [%d, %d]", key, v, lo[key], hi[key])
+	}
+	require.NotZero(t, closed.Stats.PacketsSent)
+	require.Zero(t, closed.Stats.SmoothedRTT)
+	require.Zero(t, closed.Stats.CongestionWindow)
+	require.Empty(t, closed.Stats.Datapath)
 }

@@ -30,6 +30,9 @@ type Endpoint struct {
 
 	connsMu sync.RWMutex
 	conns   map[uint64]*Conn
+	// closedConns sums the counters of removed connections; guarded by
+	// connsMu so ConnSnapshot sees each connection live or summed, once.
+	closedConns ClosedConnStats
 
 	acceptQ chan *Conn
 	txMu    sync.Mutex // serialises WriteBatch (links are single-writer)
@@ -85,22 +88,6 @@ func (e *Endpoint) LocalAddr() netip.AddrPort { return e.link.LocalAddr() }
 
 // Link returns the datapath.
 func (e *Endpoint) Link() link.Link { return e.link }
-
-// Conns returns the endpoint's connections that completed their handshake
-// (for a listener: whose peer also proved its address), in no particular
-// order. It is a snapshot for monitoring — package metrics reads each
-// one's Stats at scrape time — and costs one map walk under a read lock.
-func (e *Endpoint) Conns() []*Conn {
-	e.connsMu.RLock()
-	defer e.connsMu.RUnlock()
-	conns := make([]*Conn, 0, len(e.conns))
-	for id, c := range e.conns {
-		if !e.hs.isPending(id) {
-			conns = append(conns, c)
-		}
-	}
-	return conns
-}
 
 // Close closes every connection (telling peers that proved their address)
 // and the datapath.
@@ -165,9 +152,14 @@ func (e *Endpoint) writeOne(b []byte, to netip.AddrPort) error {
 }
 
 func (e *Endpoint) removeConn(c *Conn) {
+	// Final counters, read before taking connsMu: Stats calls the
+	// controller, and no lock is held across a controller call.
+	final := c.Stats()
 	e.connsMu.Lock()
 	if e.conns[c.localID] == c {
 		delete(e.conns, c.localID)
+		e.closedConns.Conns++
+		addCounters(&e.closedConns.Stats, &final)
 	}
 	e.connsMu.Unlock()
 	e.hs.forget(c.localID)
