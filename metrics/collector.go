@@ -37,7 +37,7 @@ import (
 type Config struct {
 	// PerConnection adds flightline_perconn_* series for every live
 	// connection, labelled endpoint and conn (the local connection ID in
-	// hex). Default off: each connection adds about 40 series.
+	// hex). Default off: each connection adds about 45 series.
 	PerConnection bool
 	// RTTBuckets are the upper bounds, in seconds, of the smoothed-RTT
 	// histogram. Default: 25 µs doubling to about 13 s (20 buckets).
@@ -67,6 +67,7 @@ type Collector struct {
 	aggCounter, aggGauge []*prometheus.Desc // parallel to connCounters, connGauges
 	connCounter          []*prometheus.Desc // parallel to connCounters
 	connGauge            []*prometheus.Desc // parallel to connGauges then perConnGauges
+	connCongestion       *prometheus.Desc
 	conns, connsClosed   *prometheus.Desc
 	ep                   []*prometheus.Desc // parallel to epCounters
 	linkInfo             *prometheus.Desc
@@ -126,6 +127,8 @@ func New(cfg Config) *Collector {
 		for _, f := range slices.Concat(connGauges, perConnGauges) {
 			c.connGauge = append(c.connGauge, d.add(connPrefix+f.name, f.help+" Per connection.", epConn...))
 		}
+		c.connCongestion = d.add(connPrefix+"congestion_info", "Always 1; labels name the congestion controller and its state (BBR's, e.g. probe_bw_cruise; empty for others).",
+			"endpoint", "conn", "controller", "state")
 	}
 	for _, f := range epCounters {
 		labels := ep
@@ -267,4 +270,5 @@ func (c *Collector) collectConn(ch chan<- prometheus.Metric, name string, conn *
 	for i, f := range slices.Concat(connGauges, perConnGauges) {
 		ch <- prometheus.MustNewConstMetric(c.connGauge[i], prometheus.GaugeValue, f.get(s), name, id)
 	}
+	ch <- prometheus.MustNewConstMetric(c.connCongestion, prometheus.GaugeValue, 1, name, id, s.Controller, s.CongestionState)
 }

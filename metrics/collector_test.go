@@ -189,6 +189,8 @@ func connCounterWant(s transport.Stats) map[string]uint64 {
 		"packets_received_total":                   s.PacketsReceived,
 		"received_bytes_total":                     s.BytesReceived,
 		"acked_bytes_total":                        s.BytesAcked,
+		"delivered_bytes_total":                    s.BytesDelivered,
+		"declared_lost_bytes_total":                s.BytesDeclaredLost,
 		"packets_lost_total":                       s.PacketsLost,
 		"packets_retransmitted_total":              s.PacketsRetransmitted,
 		"packets_abandoned_total":                  s.PacketsAbandoned,
@@ -338,6 +340,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 		{"cwnd_bytes", func(s transport.Stats) float64 { return float64(s.CongestionWindow) }},
 		{"pacing_rate_bytes_per_second", func(s transport.Stats) float64 { return s.PacingRate }},
 		{"tracked_packets", func(s transport.Stats) float64 { return float64(s.TrackedPackets) }},
+		{"bandwidth_estimate_bytes_per_second", func(s transport.Stats) float64 { return s.BandwidthEstimate }},
 	} {
 		v := value(t, fams, "flightline_conn_"+g.name, labels("endpoint", "client"))
 		lo, hi := min(g.get(cliBefore), g.get(cliAfter)), max(g.get(cliBefore), g.get(cliAfter))
@@ -345,6 +348,12 @@ func TestScrapeMatchesStats(t *testing.T) {
 	}
 	require.NotZero(t, value(t, fams, "flightline_conn_cwnd_bytes", labels("endpoint", "client")))
 	id := fmt.Sprintf("%016x", p.cliConn.LocalID())
+	// The controller's state (BBR's) as a label: the one before or after
+	// the scrape.
+	states := labelValues(filterLabel(fams["flightline_perconn_congestion_info"], "conn", id), "state")
+	require.Len(t, states, 1)
+	require.Contains(t, []string{cliBefore.CongestionState, cliAfter.CongestionState}, states[0])
+	require.Equal(t, []string{cliAfter.Controller}, labelValues(filterLabel(fams["flightline_perconn_congestion_info"], "conn", id), "controller"))
 	srtt := value(t, fams, "flightline_perconn_smoothed_rtt_seconds", labels("endpoint", "client", "conn", id))
 	require.True(t, srtt > 0 && srtt >= min(cliBefore.SmoothedRTT, cliAfter.SmoothedRTT).Seconds() &&
 		srtt <= max(cliBefore.SmoothedRTT, cliAfter.SmoothedRTT).Seconds(), "srtt %v", srtt)
@@ -477,4 +486,17 @@ func TestClosedConnStatsSumsCounters(t *testing.T) {
 	require.Zero(t, closed.Stats.SmoothedRTT)
 	require.Zero(t, closed.Stats.CongestionWindow)
 	require.Empty(t, closed.Stats.Datapath)
+}
+
+// filterLabel keeps the series of f whose label name has value v.
+func filterLabel(f *dto.MetricFamily, name, v string) *dto.MetricFamily {
+	out := &dto.MetricFamily{Name: f.Name, Type: f.Type}
+	for _, m := range f.GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == name && lp.GetValue() == v {
+				out.Metric = append(out.Metric, m)
+			}
+		}
+	}
+	return out
 }

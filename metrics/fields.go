@@ -31,6 +31,8 @@ var connCounters = []connCounter{
 	{"packets_received_total", "Packets received and authenticated.", "", func(s *transport.Stats) uint64 { return s.PacketsReceived }},
 	{"received_bytes_total", "Bytes of packets received and authenticated.", "", func(s *transport.Stats) uint64 { return s.BytesReceived }},
 	{"acked_bytes_total", "Bytes of sent packets the peer acknowledged.", "", func(s *transport.Stats) uint64 { return s.BytesAcked }},
+	{"delivered_bytes_total", "Bytes the delivery-rate sampler counted acknowledged.", "", func(s *transport.Stats) uint64 { return s.BytesDelivered }},
+	{"declared_lost_bytes_total", "Bytes the delivery-rate sampler counted declared lost (retransmissions included).", "", func(s *transport.Stats) uint64 { return s.BytesDeclaredLost }},
 	{"packets_lost_total", "Packets declared lost by the packet or time threshold.", "", func(s *transport.Stats) uint64 { return s.PacketsLost }},
 	{"packets_retransmitted_total", "Resends for any reason (loss, tail loss probe, RTO).", "", func(s *transport.Stats) uint64 { return s.PacketsRetransmitted }},
 	{"packets_abandoned_total", "Packets given up after MaxRetransmits.", "", func(s *transport.Stats) uint64 { return s.PacketsAbandoned }},
@@ -68,6 +70,7 @@ var connGauges = []connGauge{
 	{"tracked_packets", "Packets in flight (tracked for acknowledgement).", func(s *transport.Stats) float64 { return float64(s.TrackedPackets) }},
 	{"cwnd_bytes", "Congestion window.", func(s *transport.Stats) float64 { return float64(s.CongestionWindow) }},
 	{"pacing_rate_bytes_per_second", "Pacing rate the congestion controller asks for.", func(s *transport.Stats) float64 { return s.PacingRate }},
+	{"bandwidth_estimate_bytes_per_second", "Model-based controller's bottleneck bandwidth estimate (BBR max_bw; 0 for CUBIC and fixed rate).", func(s *transport.Stats) float64 { return s.BandwidthEstimate }},
 }
 
 // perConnGauges are only meaningful for one connection (a sum of RTTs is
