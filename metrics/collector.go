@@ -110,19 +110,17 @@ func New(cfg Config) *Collector {
 	epConn := []string{"endpoint", "conn"}
 	c.conns = d.add(namespace+"_conns", "Connections that completed their handshake and are not yet torn down.", ep...)
 	c.connsClosed = d.add(namespace+"_conns_closed_total", "Connections torn down (their counters stay in the flightline_conn_* sums).", ep...)
+	// Members of a cause family after the first carry no help: add
+	// returns the family's Desc, built with the first member's.
 	for _, f := range connCounters {
-		help := f.help
-		if help == "" {
-			help = "see " + f.name
-		}
-		c.aggCounter = append(c.aggCounter, d.add(aggPrefix+f.name, help+" Summed over the endpoint's connections, closed ones included.", withCause(ep, f.cause)...))
+		c.aggCounter = append(c.aggCounter, d.add(aggPrefix+f.name, f.help+" Summed over the endpoint's connections, closed ones included.", withCause(ep, f.cause)...))
 	}
 	for _, f := range connGauges {
 		c.aggGauge = append(c.aggGauge, d.add(aggPrefix+f.name, f.help+" Summed over the endpoint's live connections.", ep...))
 	}
 	if cfg.PerConnection {
 		for _, f := range connCounters {
-			c.connCounter = append(c.connCounter, d.add(connPrefix+f.name, c.aggHelp(aggPrefix+f.name), withCause(epConn, f.cause)...))
+			c.connCounter = append(c.connCounter, d.add(connPrefix+f.name, f.help+" Per connection.", withCause(epConn, f.cause)...))
 		}
 		for _, f := range slices.Concat(connGauges, perConnGauges) {
 			c.connGauge = append(c.connGauge, d.add(connPrefix+f.name, f.help+" Per connection.", epConn...))
@@ -146,14 +144,6 @@ func New(cfg Config) *Collector {
 		c.linkGauge = append(c.linkGauge, d.add(namespace+"_"+f.name, f.help, ep...))
 	}
 	return c
-}
-
-// aggHelp reuses the help of a family already described (the members of a
-// cause family after the first carry none of their own).
-func (c *Collector) aggHelp(aggName string) string {
-	// Desc has no accessor for its help; per-connection families say
-	// where to look instead of repeating it.
-	return "Per connection; see " + aggName + "."
 }
 
 // Add exports ep under the label endpoint=name. Names must be unique and
