@@ -499,3 +499,58 @@ func TestSendResumeOtherKeyIgnoresPartial(t *testing.T) {
 	require.True(t, bytes.Equal(f.data, gotFile))
 }
 
+// A receiver without resume support refuses the resume flag (code 1): the
+// sender says so instead of a generic header error.
+func TestSendResumeToOldReceiver(t *testing.T) {
+	srv, err := transport.GenerateKey()
+	require.NoError(t, err)
+	ep, err := transport.Listen("127.0.0.1:0", &transport.Config{Datapath: "udp", PrivateKey: srv})
+	require.NoError(t, err)
+	defer ep.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		c, err := ep.Accept(ctx)
+		if err != nil {
+			return
+		}
+		s, err := c.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		// What a version-1 receiver without §15.1 does with flags 0x01.
+		var fixed [fixedHeaderLen]byte
+		if _, err := io.ReadFull(streamReader{ctx, s}, fixed[:]); err == nil && fixed[5] != 0 {
+			s.CancelRead(xferBadHeader)
+			s.CancelWrite(xferBadHeader)
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "f.bin")
+	require.NoError(t, os.WriteFile(file, []byte("hello"), 0o644))
+	code, _, serr := runCmd(t, ctx, "send", "--to", ep.LocalAddr().String(), "--peer", srv.Public().String(), "--resume", file)
+	require.Equal(t, 1, code)
+	requireOneLine(t, serr, "receiver rejected the resume request (a receiver without resume support does; send without --resume)")
+}
+
+// A symlink or a hard link planted under a partial's name is refused, and
+// the file it points to is left alone.
+func TestPartialLinksRefused(t *testing.T) {
+	dir := t.TempDir()
+	rc := &receiver{dir: dir, maxSize: 1 << 20, keepPartial: time.Hour}
+	peer := testKey(t)
+	victim := filepath.Join(t.TempDir(), "victim")
+	partial := filepath.Join(dir, partialName(peer, "f.bin"))
+	data := randomData(1000, 6)
+	for _, link := range []func(string, string) error{os.Symlink, os.Link} {
+		require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+		require.NoError(t, link(victim, partial))
+		s := newFakeStream(resumeStream(t, "f.bin", data, 0), true)
+		_, err := rc.serve(context.Background(), s, peer)
+		require.ErrorContains(t, err, "open partial file")
+		require.Equal(t, xferIO, s.reset())
+		got, err := os.ReadFile(victim)
+		require.NoError(t, err)
+		require.Equal(t, "precious", string(got))
+		require.NoError(t, os.Remove(partial))
+	}
+}

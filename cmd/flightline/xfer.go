@@ -265,8 +265,12 @@ func (rc *receiver) openPartial(ctx context.Context, peer transport.PublicKey, n
 	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err == nil {
 		var st os.FileInfo
-		if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
-			err = fmt.Errorf("not a regular file")
+		if st, err = f.Stat(); err == nil {
+			// A hard link planted under the name would make us
+			// overwrite the file it points to.
+			if sys, ok := st.Sys().(*syscall.Stat_t); !st.Mode().IsRegular() || ok && sys.Nlink != 1 {
+				err = fmt.Errorf("not a regular file with one link")
+			}
 		}
 		if err != nil {
 			f.Close()
