@@ -554,3 +554,21 @@ func TestPartialLinksRefused(t *testing.T) {
 		require.NoError(t, os.Remove(partial))
 	}
 }
+
+// A partial longer than the file now sent (the file shrank) is offered as
+// nothing, and none of its bytes survive past the new file's end.
+func TestResumePartialLongerThanFile(t *testing.T) {
+	dir := t.TempDir()
+	rc := &receiver{dir: dir, maxSize: 1 << 20, keepPartial: time.Hour}
+	peer := testKey(t)
+	interruptReceiver(t, rc, peer, "f.bin", randomData(50_000, 7), 40_000)
+	short := randomData(10_000, 8)
+	s := newFakeStream(resumeStream(t, "f.bin", short, 0), true)
+	_, err := rc.serve(context.Background(), s, peer)
+	require.NoError(t, err)
+	require.Equal(t, offerFor(nil), s.written.Bytes()[:offerLen])
+	got, err := os.ReadFile(filepath.Join(dir, "f.bin"))
+	require.NoError(t, err)
+	require.Equal(t, len(short), len(got), "no bytes of the old partial after the file")
+	require.True(t, bytes.Equal(short, got))
+}

@@ -317,24 +317,26 @@ func (rc *receiver) negotiate(ctx context.Context, s xferStream, f *os.File, siz
 		}
 		return 0, fmt.Errorf("read resume offset: %w", err)
 	}
-	switch start := binary.BigEndian.Uint64(ans[:]); {
-	case start == have:
-		return have, nil
-	case start == 0:
-		// The sender's file differs from the partial: start over.
-		sum.Reset()
-		if f != nil {
-			if err := f.Truncate(0); err != nil {
-				return 0, refuse(xferIO, fmt.Errorf("truncate %s: %w", f.Name(), err))
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, refuse(xferIO, fmt.Errorf("seek %s: %w", f.Name(), err))
-			}
-		}
-		return 0, nil
-	default:
+	start := binary.BigEndian.Uint64(ans[:])
+	if start != have && start != 0 {
 		return 0, refuse(xferBadHeader, fmt.Errorf("sender answered resume offset %d, offered %d (only that or 0 are valid)", start, have))
 	}
+	if start == 0 {
+		// The sender's file differs from the partial: start over.
+		sum.Reset()
+	}
+	if f != nil {
+		// Cut what is not kept, so nothing beyond the bytes hashed can
+		// end up in the file: the rest of a partial longer than the
+		// file (offered as 0), or all of one the sender did not match.
+		if err := f.Truncate(int64(start)); err != nil {
+			return 0, refuse(xferIO, fmt.Errorf("truncate %s: %w", f.Name(), err))
+		}
+		if _, err := f.Seek(int64(start), io.SeekStart); err != nil {
+			return 0, refuse(xferIO, fmt.Errorf("seek %s: %w", f.Name(), err))
+		}
+	}
+	return start, nil
 }
 
 // commit gives a complete temporary file its final name. Without --force it
