@@ -46,7 +46,8 @@ func BenchmarkForward(b *testing.B) {
 			ca, cb := listenUDP(b, n.A, n.A.Addr), listenUDP(b, n.B, n.B.Addr)
 			dst := addrPort(cb)
 			res := make(chan recvResult, 1)
-			go func() { res <- receiveSeq(cb, 0, 200*time.Millisecond) }()
+			sendDone := make(chan struct{})
+			go func() { res <- receiveSeq(cb, 0, 200*time.Millisecond, sendDone) }()
 			buf := make([]byte, 64)
 			sent := 0
 			for b.Loop() {
@@ -55,6 +56,7 @@ func BenchmarkForward(b *testing.B) {
 				}
 				sent++
 			}
+			close(sendDone)
 			r := <-res
 			if span := r.last.Sub(r.first).Seconds(); span > 0 {
 				b.ReportMetric(float64(r.got)/span, "rx-pps")

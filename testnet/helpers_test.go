@@ -3,12 +3,12 @@ package testnet
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"github.com/stretchr/testify/require"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,19 +124,55 @@ type recvResult struct {
 	last      time.Time
 }
 
-func receiveSeq(c *net.UDPConn, n int, idle time.Duration) recvResult {
+// receiveHang bounds how long receiveSeq waits for the next datagram while
+// the sender is still going: long enough that only a real hang trips it on a
+// starved machine, not a scheduling pause.
+const receiveHang = 10 * time.Second
+
+// receiveSeq reads sequence-numbered datagrams (n bounds the sequence numbers
+// tracked for duplicates and reordering) until the sender is done and then
+// nothing arrived for idle. Until done is closed only receiveHang ends it, so
+// a sender or hop starved of CPU for longer than idle does not cut the
+// reception short. A nil done means the sender is already done.
+func receiveSeq(c *net.UDPConn, n int, idle time.Duration, done <-chan struct{}) recvResult {
+	var (
+		mu      sync.Mutex
+		stopped = done == nil
+	)
+	// arm sets the deadline for the next read; under mu so that the wakeup
+	// below is never overwritten by a stale receiveHang deadline.
+	arm := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			_ = c.SetReadDeadline(time.Now().Add(idle))
+		} else {
+			_ = c.SetReadDeadline(time.Now().Add(receiveHang))
+		}
+	}
+	if done != nil {
+		quit := make(chan struct{})
+		defer close(quit)
+		go func() {
+			select {
+			case <-done:
+			case <-quit:
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			stopped = true
+			_ = c.SetReadDeadline(time.Now().Add(idle))
+		}()
+	}
 	var r recvResult
 	seen := make([]bool, n)
 	maxSeq := -1
 	buf := make([]byte, 65536)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(idle))
+		arm()
 		k, err := c.Read(buf)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return r
-			}
 			return r
 		}
 		now := time.Now()

@@ -9,13 +9,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flightline/flightline/transport/link"
 )
 
-// blastIdle is how long Blast's receiver waits for stragglers after the
-// sender finished and nothing arrived; whatever is missing then is loss.
+// blastIdle is how long Blast waits for stragglers after the sender finished
+// while nothing arrived and nothing is queued in rx's receive buffer;
+// whatever is missing then is loss.
 const blastIdle = 50 * time.Millisecond
+
+// blastRecvStart runs when Blast's receiver goroutine starts. Tests set it
+// to stand in for a receiver the scheduler starves; nil in production.
+var blastRecvStart func()
 
 // BlastResult is the outcome of one Blast: the raw datapath ceiling that the
 // transport's goodput is compared with.
@@ -23,7 +31,8 @@ type BlastResult struct {
 	Sent     int64         // datagrams WriteBatch handed to the kernel
 	Packets  int64         // datagrams received
 	Bytes    int64         // payload bytes received
-	Lost     int64         // Sent - Packets (kernel drops: rx buffer overrun)
+	Lost     int64         // Sent - Packets
+	Dropped  int64         // of Lost, dropped by the kernel at rx's socket (receive buffer overrun)
 	Duration time.Duration // first send to last datagram received
 }
 
@@ -53,9 +62,15 @@ func (r BlastResult) BytesPerSec() float64 {
 
 // Blast sends bytes of payload-sized datagrams from tx to rx as fast as
 // WriteBatch goes (no flow control: overrun is reported as loss) while a
-// goroutine drains rx with ReadBatch. It returns when everything arrived, or
-// blastIdle after the sender finished without further arrivals, or when ctx
-// is done (then with ctx.Err() and the partial result).
+// goroutine drains rx with ReadBatch. It returns when every datagram sent
+// arrived or was dropped by the kernel at rx's socket, or blastIdle after the
+// sender finished with no further arrivals and rx's receive queue empty, or
+// when ctx is done (then with ctx.Err() and the partial result).
+//
+// The receive queue counts, not only arrivals: a receiver goroutine the
+// scheduler starves leaves datagrams queued in the socket, and declaring
+// them lost (as Blast once did after blastIdle of no reads) reported up to
+// 100 % loss on a loaded machine and left them queued for rx's next reader.
 //
 // Blast owns rx for its duration: nothing else may read from it. It uses
 // rx's read deadline to stop the receiver and clears it before returning.
@@ -75,11 +90,15 @@ func Blast(ctx context.Context, tx, rx *Link, bytes int64, payload int) (BlastRe
 		rxErr         error
 		wg            sync.WaitGroup
 	)
+	_, drops0, memErr := rx.memInfo()
 	start := time.Now()
 	lastRecv.Store(start.UnixNano())
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if blastRecvStart != nil {
+			blastRecvStart()
+		}
 		msgs := make([]link.Message, rx.BatchSize())
 		for i := range msgs {
 			msgs[i].Buf = make([]byte, max(payload, link.MaxPacketSize))
@@ -127,7 +146,28 @@ func Blast(ctx context.Context, tx, rx *Link, bytes int64, payload int) (BlastRe
 	go func() { wg.Wait(); close(done) }()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	sendEnd := time.Now().UnixNano()
+	lastProgress := time.Now().UnixNano() // send end, or rx's queue last seen non-empty
+	var dropped int64
+	// finished reports whether every datagram is accounted for, or the
+	// stragglers are given up on.
+	finished := func() bool {
+		now := time.Now().UnixNano()
+		if memErr == nil {
+			if queued, drops, err := rx.memInfo(); err == nil {
+				if d := int64(drops - drops0); d != dropped {
+					dropped, lastProgress = d, now
+				}
+				if got.Load()+dropped >= sent {
+					return true // every datagram arrived or was dropped
+				}
+				if queued > 0 {
+					lastProgress = now // datagrams wait: the receiver is late, not idle
+					return false
+				}
+			}
+		}
+		return got.Load() >= sent || now-max(lastProgress, lastRecv.Load()) >= int64(blastIdle)
+	}
 wait:
 	for {
 		select {
@@ -135,7 +175,7 @@ wait:
 			break wait
 		case <-ctx.Done():
 		case <-tick.C:
-			if got.Load() < sent && time.Now().UnixNano()-max(sendEnd, lastRecv.Load()) < int64(blastIdle) {
+			if !finished() {
 				continue
 			}
 		}
@@ -144,6 +184,9 @@ wait:
 		break
 	}
 	_ = rx.conn.SetReadDeadline(time.Time{})
+	if _, drops, err := rx.memInfo(); err == nil && memErr == nil {
+		dropped = int64(drops - drops0)
+	}
 
 	res := BlastResult{
 		Sent:     sent,
@@ -152,6 +195,7 @@ wait:
 		Duration: time.Duration(lastRecv.Load() - start.UnixNano()),
 	}
 	res.Lost = max(res.Sent-res.Packets, 0)
+	res.Dropped = min(dropped, res.Lost)
 	switch {
 	case txErr != nil:
 		return res, fmt.Errorf("udplink: blast send: %w", txErr)
@@ -174,4 +218,26 @@ func loopbackFor(ap netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
 	}
 	return ap
+}
+
+// memInfo reports the bytes queued in l's receive buffer and how many
+// datagrams the kernel has dropped at the socket since it was opened
+// (SO_MEMINFO: SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_DROPS).
+func (l *Link) memInfo() (queued, drops uint32, err error) {
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	var serr error
+	if err := l.rc.Control(func(fd uintptr) {
+		n := uint32(unsafe.Sizeof(mem))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if errno != 0 {
+			serr = errno
+		}
+	}); err != nil {
+		return 0, 0, fmt.Errorf("udplink: SO_MEMINFO: %w", err)
+	}
+	if serr != nil {
+		return 0, 0, fmt.Errorf("udplink: SO_MEMINFO: %w", serr)
+	}
+	return mem[unix.SK_MEMINFO_RMEM_ALLOC], mem[unix.SK_MEMINFO_DROPS], nil
 }

@@ -73,7 +73,7 @@ func TestConclude(t *testing.T) {
 
 func TestFlightlinePeers(t *testing.T) {
 	for _, p := range matrix.AllPeers {
-		want := p == matrix.Subject || p == matrix.FlightlineXDP || p == matrix.FlightlineXDPG
+		want := p == matrix.Subject || p == matrix.FlightlineXDP || p == matrix.FlightlineXDPG || p == matrix.FlightlineXDPB
 		require.Equal(t, want, matrix.Flightline(p), p)
 	}
 	require.True(t, matrix.Flightline(matrix.SubjectNoRelease))

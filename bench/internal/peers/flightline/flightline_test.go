@@ -135,7 +135,14 @@ func TestScenarios(t *testing.T) {
 					require.GreaterOrEqual(t, r.GoroutinesIdle, s.Conns, r.Side)
 				}
 				require.Zero(t, sr.Notes["cookies_sent"], "handshake rate must not throttle the run")
-				require.EqualValues(t, s.Conns, sr.Notes["handshakes"])
+				// The client starts a handshake afresh when one gets no
+				// answer within dialAttempt (100 ms of wall clock); on a
+				// loaded machine the first one may still complete on the
+				// server, so each redial may add one server handshake.
+				// Anything else is a handshake lost or made twice.
+				require.GreaterOrEqual(t, sr.Notes["handshakes"], float64(s.Conns))
+				require.LessOrEqual(t, sr.Notes["handshakes"], float64(s.Conns)+c.Notes["redials"],
+					"more server handshakes than connections plus client redials (%v)", c.Notes["redials"])
 				require.Contains(t, c.Info, wantDP)
 			})
 		})
