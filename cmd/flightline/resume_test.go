@@ -572,3 +572,31 @@ func TestResumePartialLongerThanFile(t *testing.T) {
 	require.Equal(t, len(short), len(got), "no bytes of the old partial after the file")
 	require.True(t, bytes.Equal(short, got))
 }
+
+// listen sweeps partial files older than --keep-partial at start (and says
+// so); newer ones and other files stay. A negative duration is a usage
+// error.
+func TestListenExpiresPartials(t *testing.T) {
+	dir := t.TempDir()
+	keyPath, _ := writeKey(t, dir)
+	out := filepath.Join(dir, "out")
+	require.NoError(t, os.Mkdir(out, 0o755))
+	old, fresh := filepath.Join(out, partialPrefix+"a"), filepath.Join(out, partialPrefix+"b")
+	for p, age := range map[string]time.Duration{old: 3 * time.Hour, fresh: time.Hour} {
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+		mt := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(p, mt, mt))
+	}
+	_, stop := startListener(t, "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--allow-any", "--keep-partial", "2h")
+	code, _, lerr := stop() // the first sweep has finished when listen returns
+	require.Equal(t, 0, code, lerr)
+	require.Contains(t, lerr, "flightline listen: removed 1 partial file older than 2h0m0s (--keep-partial)")
+	_, err := os.Stat(old)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	_, err = os.Stat(fresh)
+	require.NoError(t, err)
+
+	code, _, errs := runCmd(t, context.Background(), "listen", "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--allow-any", "--keep-partial", "-1s")
+	require.Equal(t, 2, code)
+	requireOneLine(t, errs, "--keep-partial -1s")
+}
