@@ -525,9 +525,11 @@ func TestSendResumeToOldReceiver(t *testing.T) {
 			s.CancelWrite(xferBadHeader)
 		}
 	}()
-	file := filepath.Join(t.TempDir(), "f.bin")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f.bin")
 	require.NoError(t, os.WriteFile(file, []byte("hello"), 0o644))
-	code, _, serr := runCmd(t, ctx, "send", "--to", ep.LocalAddr().String(), "--peer", srv.Public().String(), "--resume", file)
+	keyPath, _ := writeKey(t, dir)
+	code, _, serr := runCmd(t, ctx, "send", "--to", ep.LocalAddr().String(), "--peer", srv.Public().String(), "--key", keyPath, "--resume", file)
 	require.Equal(t, 1, code)
 	requireOneLine(t, serr, "receiver rejected the resume request (a receiver without resume support does; send without --resume)")
 }
@@ -599,4 +601,8 @@ func TestListenExpiresPartials(t *testing.T) {
 	code, _, errs := runCmd(t, context.Background(), "listen", "--addr", "127.0.0.1:0", "--key", keyPath, "--dir", out, "--allow-any", "--keep-partial", "-1s")
 	require.Equal(t, 2, code)
 	requireOneLine(t, errs, "--keep-partial -1s")
+
+	code, _, errs = runCmd(t, context.Background(), "send", "--to", "127.0.0.1:1", "--peer", testKey(t).String(), "--resume", keyPath)
+	require.Equal(t, 2, code)
+	requireOneLine(t, errs, "--resume needs --key")
 }

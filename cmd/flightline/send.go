@@ -107,6 +107,8 @@ func runSend(ctx context.Context, args []string, e *env) error {
 		return usagef("--parallel %d: must be at least 1", f.parallel)
 	case f.handshakeTimeout <= 0:
 		return usagef("--handshake-timeout %v: must be positive", f.handshakeTimeout)
+	case f.resume && f.keyFile == "":
+		return usagef("--resume needs --key: the receiver keeps a partial file for the sender key that wrote it, and an ephemeral key is new every run")
 	}
 	if err := checkDatapath(f.datapath); err != nil {
 		return err
