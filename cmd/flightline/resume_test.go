@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -435,7 +436,7 @@ func TestSendResumeAfterReceiverStopped(t *testing.T) {
 	f := newResumeFixture(t)
 	held := f.stopReceiverMidTransfer(t)
 
-	addr, stop := startListener(t, f.listenArgs...)
+	addr, stop := startListener(t, append(slices.Clone(f.listenArgs), "--json")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code, sout, serr := runCmd(t, ctx, "send", "--to", addr.String(), "--peer", f.srvPub.String(), "--key", f.cliKey, "--resume", "--json", f.file)
@@ -446,7 +447,12 @@ func TestSendResumeAfterReceiverStopped(t *testing.T) {
 	require.Equal(t, uint64(len(f.data)-len(held)), sum.Bytes)
 	code, lout, lerr := stop()
 	require.Equal(t, 0, code, lerr)
-	require.Contains(t, lout, fmt.Sprintf("received big.bin: %d bytes (resumed at byte %d)", len(f.data)-len(held), len(held)))
+	var rec transferRecord
+	require.NoError(t, json.Unmarshal([]byte(lout), &rec), lout)
+	require.Empty(t, rec.Error)
+	require.Equal(t, uint64(len(held)), rec.ResumedFrom)
+	require.Equal(t, uint64(len(f.data)-len(held)), rec.Bytes)
+	require.Equal(t, fmt.Sprintf("%x", sha256.Sum256(f.data)), rec.SHA256, "the digest covers the whole file")
 	f.requireDelivered(t)
 }
 
