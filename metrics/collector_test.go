@@ -50,7 +50,7 @@ type pair struct {
 	srvConn, cliConn *transport.Conn
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -110,7 +110,7 @@ func newPair(t *testing.T) *pair {
 
 // scrape GETs /metrics over HTTP and parses it with the Prometheus text
 // parser.
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	require.NoError(t, err)
@@ -499,4 +499,26 @@ func filterLabel(f *dto.MetricFamily, name, v string) *dto.MetricFamily {
 		}
 	}
 	return out
+}
+
+// BenchmarkGather measures one scrape's collection (Gather, without HTTP)
+// of two endpoints with one live connection each, with and without the
+// per-connection series.
+func BenchmarkGather(b *testing.B) {
+	for _, perConn := range []bool{false, true} {
+		b.Run(fmt.Sprintf("perconn=%v", perConn), func(b *testing.B) {
+			p := newPair(b)
+			c := metrics.New(metrics.Config{PerConnection: perConn})
+			require.NoError(b, c.Add("server", p.srvEP))
+			require.NoError(b, c.Add("client", p.cliEP))
+			reg := prometheus.NewRegistry()
+			require.NoError(b, reg.Register(c))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := reg.Gather(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
