@@ -348,3 +348,63 @@ func TestSpoofedMigrationEndsOnPeerReturn(t *testing.T) {
 	require.LessOrEqual(t, sent, 3*recv)
 	require.Equal(t, uint64(1), sc.Stats().PathValidationsAbandoned)
 }
+
+// The client keeps the dialed address unless the server's move is
+// validated: a spoofed copy of the server's newest packet from elsewhere
+// moves it only until its challenges go unanswered (within the 3× budget
+// meanwhile), while a real move of the server (its packets now come from,
+// and reach it at, a new address) is validated and followed.
+func TestClientKeepsDialedAddressUnlessValidated(t *testing.T) {
+	a, b := memlink.NewPair(memlink.Config{Seed: 25})
+	dialed := a.LocalAddr()
+	nl := newNATLink(b, dialed) // the client's view of the server
+	var muted atomic.Bool
+	var forged sync.Map
+	a.SetImpairment(memlink.Impairment{Drop: func(pkt []byte) bool {
+		_, ok := forged.Load(string(pkt))
+		return muted.Load() && !ok
+	}})
+	scfg, ccfg := testConfig(t), testConfig(t)
+	scfg.KeepAlive, ccfg.KeepAlive = -1, -1
+	p := newPairOver(t, a, nl, scfg, ccfg)
+	ctx := testCtx(t)
+	cc := p.clientConn
+	exchange(t, ctx, p, "warm up")
+	events := pathEvents(cc, func(ev pathEv) {
+		if ev.kind == pathValidated {
+			nl.unwatch(ev.addr)
+		}
+	})
+
+	// Spoofed: a copy of the server's newest packet from elsewhere.
+	spoofed := netip.MustParseAddrPort("192.0.2.50:443")
+	f := &forger{t: t, c: p.serverConn, l: a, to: b}
+	muted.Store(true)
+	pkt := f.seal(f.pn(), wire.AppendPing(nil))
+	forged.Store(string(pkt), true)
+	nl.from(pkt, spoofed)
+	f.write(pkt)
+	require.Equal(t, spoofed, waitPathEvent(t, ctx, events, pathCandidate).addr)
+	require.Equal(t, dialed, waitPathEvent(t, ctx, events, pathFailed).addr)
+	require.Equal(t, dialed, cc.RemoteAddr())
+	sent, recv, violations := nl.counts(spoofed)
+	require.Empty(t, violations)
+	require.NotZero(t, sent)
+	require.LessOrEqual(t, sent, 3*recv)
+	muted.Store(false)
+	exchange(t, ctx, p, "still dialed")
+
+	// Real: the server's address changes; its next packet comes from there.
+	moved := netip.MustParseAddrPort("192.0.2.60:443")
+	nl.rebind(moved)
+	require.NoError(t, p.serverConn.SendMessage([]byte("moved")))
+	require.Equal(t, moved, waitPathEvent(t, ctx, events, pathValidated).addr)
+	require.Equal(t, moved, cc.RemoteAddr())
+	exchange(t, ctx, p, "after the move")
+	st := cc.Stats()
+	require.Equal(t, uint64(1), st.PathValidations, "%+v", st)
+	require.Equal(t, uint64(1), st.PathValidationFailures)
+	require.NotZero(t, p.serverConn.Stats().PathResponsesSent)
+	_, _, violations = nl.counts(moved)
+	require.Empty(t, violations)
+}
