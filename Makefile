@@ -44,9 +44,12 @@ demo: deps
 # they fail instead of skipping. The line-rate end-to-end suite in e2e/ moves
 # gigabytes over veth pairs and runs without -race (the race detector slows
 # it tenfold and the concurrent code it drives is raced in the unit tests).
+# So do the congestion-control network simulations (TestBBRSim*): one
+# goroutine, virtual time; -race only slows them 25x and they skip under it.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/e2e$$')
 	@if [ -d e2e ]; then $(GO) test -count=1 -timeout 15m ./e2e/; fi
+	$(GO) test -count=1 -run 'Sim' ./transport/internal/congestion/
 	cd bench && $(GO) test -count=1 -timeout 10m ./...
 
 test-short:

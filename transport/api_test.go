@@ -328,7 +328,7 @@ func TestIdleTimeoutAndKeepalive(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	for name, c := range map[string]Config{
 		"datapath": {Datapath: "dpdk"},
-		"cc":       {Congestion: "bbr"},
+		"cc":       {Congestion: "reno"},
 		"packet":   {MaxPacketSize: 100},
 		"windows":  {StreamReceiveWindow: 10 << 20, ConnectionReceiveWindow: 1 << 20},
 		"rto":      {MinRTO: time.Minute, MaxRTO: time.Second},

@@ -117,7 +117,13 @@ type Config struct {
 	// source produces nothing for this long. Default 0: no limit.
 	UpstreamInactivityTimeout time.Duration
 
-	// Congestion selects the controller: "cubic" (default) or "fixed".
+	// Congestion selects the controller: "cubic" (default), "bbr"
+	// (BBRv3, draft-ietf-ccwg-bbr-06, with a bounded response to random
+	// loss; see transport/internal/congestion/bbr.go) or "fixed". Pick
+	// "bbr" for WAN, lossy or shared paths: it keeps them full at a low
+	// RTT where CUBIC collapses under random loss; CUBIC stays the default
+	// because it is faster on clean LAN/data-centre links
+	// (docs/performance.md § Congestion control).
 	Congestion string
 	// FixedRate is the rate in bytes/s of the "fixed" controller.
 	// Default 12.5 MB/s (100 Mbit/s).
@@ -224,8 +230,8 @@ func (c *Config) populate() (*Config, error) {
 	if cfg.Congestion == "" {
 		cfg.Congestion = "cubic"
 	}
-	if cfg.Congestion != "cubic" && cfg.Congestion != "fixed" {
-		return nil, fmt.Errorf("config: unknown congestion controller %q (want cubic or fixed)", cfg.Congestion)
+	if cfg.Congestion != "cubic" && cfg.Congestion != "bbr" && cfg.Congestion != "fixed" {
+		return nil, fmt.Errorf("config: unknown congestion controller %q (want cubic, bbr or fixed)", cfg.Congestion)
 	}
 	setDefault(&cfg.FixedRate, 12.5e6)
 	setDefault(&cfg.HandshakeRate, DefaultHandshakeRate)

@@ -67,9 +67,14 @@ type Conn struct {
 	keys   *packetKeys // send half: holder of sendMu; receive half: receive loop (keyupdate.go)
 	replay handshake.ReplayWindow
 
-	nextPN       atomic.Uint64
-	ledger       *flight.Ledger
-	cc           congestion.Controller
+	nextPN atomic.Uint64
+	ledger *flight.Ledger
+	cc     congestion.Controller
+	// markAppLimited is ledger.MarkAppLimited, handed to the controller in
+	// every AckEvent (BBR marks the connection app-limited in ProbeRTT).
+	markAppLimited func()
+	// quantizer is cc if it bounds the pacer's burst (BBR), else nil.
+	quantizer    congestion.Quantizer
 	rtt          *congestion.RTT
 	pacer        *congestion.Pacer // holder of sendMu only
 	largestAcked atomic.Uint64     // valid when haveAcked
@@ -222,11 +227,16 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.messages.init(DefaultMessageQueue)
 	ccCfg := congestion.Config{MaxDatagramSize: cfg.MaxPacketSize, MaxWindow: 32 << 20}
-	if cfg.Congestion == "fixed" {
+	switch cfg.Congestion {
+	case "fixed":
 		c.cc = congestion.NewFixedRate(cfg.FixedRate, ccCfg)
-	} else {
+	case "bbr":
+		c.cc = congestion.NewBBR(congestion.BBRConfig{Config: ccCfg, Seed: p.localID})
+	default:
 		c.cc = congestion.NewCubic(ccCfg)
 	}
+	c.markAppLimited = c.ledger.MarkAppLimited // bound once: a method value per ACK would allocate
+	c.quantizer, _ = c.cc.(congestion.Quantizer)
 	if p.isClient {
 		c.nextLocalStream = 0
 	} else {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flightline/flightline/transport/internal/congestion"
 	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/monotime"
 	"github.com/flightline/flightline/transport/internal/wire"
@@ -22,7 +23,8 @@ type recvState struct {
 	frame  wire.Frame
 	ranges []flight.Range
 	acked  []flight.Acked
-	from   netip.AddrPort // source of the packet being handled
+	from   netip.AddrPort      // source of the packet being handled
+	ackEv  congestion.AckEvent // reused: passing a fresh one to the controller would allocate per ACK
 }
 
 var (
@@ -235,7 +237,7 @@ func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
 	c.lastAck = append(c.lastAck[:0], rs.ranges...)
 	c.lastAckMu.Unlock()
 	c.ackSeq.Add(1)
-	rs.acked = c.applyAck(now, rs.ranges, rs.acked[:0], ackDelayDuration(f.AckDelay), true)
+	rs.acked = c.applyAck(now, rs.ranges, rs.acked[:0], ackDelayDuration(f.AckDelay), true, &rs.ackEv)
 	return nil
 }
 
@@ -244,10 +246,12 @@ func (c *Conn) onAck(now monotime.Time, rs *recvState, f *wire.Frame) error {
 // feeds the RTT estimator (sample) and the controller, and wakes the send
 // loop: released window is usable at once. It runs on the receive loop for
 // every ACK frame and on the send loop when it replays an ACK that overtook
-// the tracking of the packets it acknowledges.
-func (c *Conn) applyAck(now monotime.Time, ranges []flight.Range, acked []flight.Acked, ackDelay time.Duration, sample bool) []flight.Acked {
+// the tracking of the packets it acknowledges. ev is the caller's reusable
+// controller event. The ledger builds the ACK's delivery-rate sample after
+// dropping its locks; the controller is called with no ledger lock held.
+func (c *Conn) applyAck(now monotime.Time, ranges []flight.Range, acked []flight.Acked, ackDelay time.Duration, sample bool, ev *congestion.AckEvent) []flight.Acked {
 	largest := ranges[0].Largest
-	acked = c.ledger.OnAck(ranges, acked)
+	acked, rate := c.ledger.Ack(now, ranges, acked)
 	for {
 		cur := c.largestAcked.Load()
 		if (c.haveAcked.Load() && largest <= cur) || c.largestAcked.CompareAndSwap(cur, largest) {
@@ -282,7 +286,11 @@ func (c *Conn) applyAck(now monotime.Time, ranges []flight.Range, acked []flight
 	}
 	c.stats.bytesAcked.Add(uint64(bytes))
 	flight := c.ledger.Flight()
-	c.cc.OnAck(now, bytes, largestSentAt, c.rtt, flight)
+	*ev = congestion.AckEvent{
+		Now: now, AckedBytes: bytes, LargestSentAt: largestSentAt, RTT: c.rtt,
+		InFlight: flight, Sample: rate, MarkAppLimited: c.markAppLimited,
+	}
+	c.cc.OnAck(ev)
 	c.ackProgress.Add(1)
 	if flight > 0 || c.sendQueued() {
 		// Loss detection has packets to look at, or the window this ACK

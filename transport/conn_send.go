@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/flightline/flightline/internal/benchhook"
+	"github.com/flightline/flightline/transport/internal/congestion"
 	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/handshake"
 	"github.com/flightline/flightline/transport/internal/monotime"
@@ -108,6 +109,12 @@ type sendState struct {
 	retryQ      []unsent
 	replay      []flight.Range
 	replayAcked []flight.Acked
+	replayEv    congestion.AckEvent
+	lossEv      congestion.LossEvent
+	// appLimited is set by buildPacket when it stopped because there was
+	// nothing to send although the window had room (not pacing, not the
+	// window): the delivery-rate sampler is then marked app-limited.
+	appLimited bool
 
 	pacingAt     monotime.Time
 	lossTime     monotime.Time
@@ -372,7 +379,13 @@ func (c *Conn) detectLost(now monotime.Time, st *sendState) {
 			newest = max(newest, lost[i].SentAt)
 		}
 		c.stats.packetsLost.Add(uint64(len(lost)))
-		c.cc.OnLoss(now, bytes, newest, c.ledger.Flight())
+		sampled := c.ledger.Sampler()
+		st.lossEv = congestion.LossEvent{
+			Now: now, LostBytes: bytes, LostSentAt: newest, InFlight: c.ledger.Flight(),
+			Packets: lost, TotalLost: sampled.Lost, TotalDelivered: sampled.Delivered,
+		}
+		c.cc.OnLoss(&st.lossEv)
+		st.lossEv.Packets = nil // the resend queue moves on; hold no reference
 	}
 	c.handleAbandoned(st)
 }
@@ -462,10 +475,20 @@ func (c *Conn) fill(now monotime.Time, st *sendState) {
 	defer st.release()
 	for {
 		n := 0
+		st.appLimited = false
 		for n < len(st.batch) && c.buildPacket(now, st, &st.batch[n]) {
 			n++
 		}
 		st.used = max(st.used, n)
+		if st.appLimited {
+			// Out of data with room in the window and the pacer: the
+			// delivery-rate samples of what is sent until the current
+			// flight is delivered say nothing about the path's capacity
+			// (draft-ietf-ccwg-bbr-06 "Detecting application-limited
+			// phases").
+			c.ledger.MarkAppLimited()
+			c.cc.OnAppLimited(now, c.ledger.Flight())
+		}
 		if n == 0 {
 			return
 		}
@@ -492,6 +515,9 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 	full := c.cfg.MaxPacketSize
 	if st.pacingAt > now {
 		return false
+	}
+	if c.quantizer != nil {
+		c.pacer.SetQuantum(c.quantizer.SendQuantum())
 	}
 	if c.pacer.Budget(now, rate) < full {
 		st.pacingAt = c.pacer.NextSendTime(now, full, rate)
@@ -537,6 +563,10 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 			if len(plain) == 0 {
 				plain = c.appendMessages(plain, room)
 			}
+			// Nothing to send with the window open: app-limited (stream
+			// flow control blocking counts as app-limited too; the peer's
+			// window, not the path, is the limit).
+			st.appLimited = len(plain) == 0 && len(st.retryQ) == 0
 		}
 	}
 	p.retx = len(plain)
@@ -725,7 +755,7 @@ func (c *Conn) flush(now monotime.Time, st *sendState, batch []outPacket) {
 		st.replay = append(st.replay[:0], c.lastAck...)
 		c.lastAckMu.Unlock()
 		if len(st.replay) > 0 {
-			st.replayAcked = c.applyAck(now, st.replay, st.replayAcked[:0], 0, false)
+			st.replayAcked = c.applyAck(now, st.replay, st.replayAcked[:0], 0, false, &st.replayEv)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flightline/flightline/transport/internal/congestion"
 	"github.com/flightline/flightline/transport/link"
 )
 
@@ -41,6 +42,15 @@ type Stats struct {
 	FlightSize                     int64   // bytes charged and not yet released
 	TrackedPackets                 int     // packets in flight
 	PacingRate                     float64 // bytes/s
+	// CongestionState and BandwidthEstimate describe a model-based
+	// controller (BBR: its state, e.g. "probe_bw_cruise", and max_bw in
+	// bytes/s); empty and 0 for CUBIC and fixed rate.
+	CongestionState   string
+	BandwidthEstimate float64
+	// BytesDelivered and BytesDeclaredLost are the delivery-rate sampler's
+	// lifetime counters (acknowledged; declared lost, retransmissions
+	// included).
+	BytesDelivered, BytesDeclaredLost uint64
 
 	PacketsSent, BytesSent         uint64
 	PacketsReceived, BytesReceived uint64
@@ -96,7 +106,13 @@ func (c *Conn) Stats() Stats {
 	caps := c.ep.link.Caps()
 	s := &c.stats
 	ps := c.pathStatsSnapshot()
+	info, _ := congestion.InspectBBR(c.cc)
+	sampled := c.ledger.Sampler()
 	return Stats{
+		CongestionState:      info.State,
+		BandwidthEstimate:    info.MaxBw,
+		BytesDelivered:       sampled.Delivered,
+		BytesDeclaredLost:    sampled.Lost,
 		Datapath:             caps.Datapath,
 		Link:                 caps,
 		Suite:                c.suite.String(),

@@ -45,7 +45,7 @@ func BenchmarkTransferLoopback(b *testing.B) {
 	for i := range b.N {
 		var seed [32]byte
 		seed[0] = byte(i)
-		if _, err := sendOne(ctx, conn, "bench", size, rand.NewChaCha8(seed), nil); err != nil {
+		if _, err := sendOne(ctx, conn, "bench", size, rand.NewChaCha8(seed), nil, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -303,7 +303,7 @@ func sendGenerated(ctx context.Context, conn *transport.Conn, f *demoFlags) (*ge
 			binary.LittleEndian.PutUint64(seed[8:], uint64(i))
 			// ChaCha8 generates several GB/s per core: generation is
 			// never the bottleneck, unlike crypto/rand.
-			res, err := sendOne(ctx, conn, demoName(i), n, rand.NewChaCha8(seed), &g.bytes)
+			res, err := sendOne(ctx, conn, demoName(i), n, rand.NewChaCha8(seed), &g.bytes, false)
 			g.digests[i], errs[i] = res.Digest, err
 		}()
 	}

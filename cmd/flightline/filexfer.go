@@ -15,13 +15,19 @@ import (
 //	sender -> receiver:
 //	  magic    [4]byte  "FLXF"
 //	  version  uint8    headerVersion (1)
-//	  flags    uint8    0; receivers reject unknown bits
+//	  flags    uint8    flagResume (0x01) or 0; receivers reject unknown bits
 //	  nameLen  uint16   big endian, 1..maxNameLen
 //	  name     [nameLen]byte  UTF-8, no NUL
 //	  size     uint64   big endian, <= the receiver's limit
 //	  data     [size]byte, then FIN
 //	receiver -> sender:
 //	  digest   [32]byte SHA-256 of the data as written, then FIN
+//
+// With flagResume (see resume.go) the receiver first answers the header
+// with an offer (uint64 length, SHA-256 of that prefix of its partial
+// file), the sender answers with the uint64 offset it starts from (the
+// offered length or 0), sends the data from there and, before FIN, the
+// SHA-256 of the whole file.
 //
 // A receiver that refuses a transfer resets both directions of the stream
 // with one of the xfer* codes below instead of sending the digest, so the
@@ -42,15 +48,16 @@ const (
 // Stream reset codes a receiver uses to refuse a transfer. They are
 // application codes, far below transport.CodeInternal.
 const (
-	xferBadHeader = 1 // malformed header or unsupported version
-	xferBadName   = 2 // name empty or unusable after sanitising
-	xferExists    = 3 // file exists and --force was not given
-	xferTooLarge  = 4 // declared size above the receiver's limit
-	xferShort     = 5 // stream ended before size bytes, or carried more
-	xferIO        = 6 // receiver could not write the file
-	xferShutdown  = 7 // receiver is shutting down
-	xferTimeout   = 8 // no complete header within the receiver's --header-timeout
-	xferPeerLimit = 9 // the sender's per-peer stream or byte limit is reached
+	xferBadHeader = 1  // malformed header or unsupported version
+	xferBadName   = 2  // name empty or unusable after sanitising
+	xferExists    = 3  // file exists and --force was not given
+	xferTooLarge  = 4  // declared size above the receiver's limit
+	xferShort     = 5  // stream ended before size bytes, or carried more
+	xferIO        = 6  // receiver could not write the file
+	xferShutdown  = 7  // receiver is shutting down
+	xferTimeout   = 8  // no complete header within the receiver's --header-timeout
+	xferPeerLimit = 9  // the sender's per-peer stream or byte limit is reached
+	xferDigest    = 10 // resumed file's SHA-256 differs from the sender's; partial discarded
 )
 
 // xferCodeText explains a refusal code to the sender's operator.
@@ -74,6 +81,8 @@ func xferCodeText(code uint64) string {
 		return "receiver timed out waiting for the transfer header"
 	case xferPeerLimit:
 		return "receiver's per-peer limit reached (too many concurrent files or bytes from this sender; retry later)"
+	case xferDigest:
+		return "receiver's SHA-256 of the whole file differs from ours (its partial file was damaged, or the file changed between attempts); it discarded the partial: send again"
 	}
 	return fmt.Sprintf("receiver reset the stream (code %d)", code)
 }
@@ -82,6 +91,8 @@ func xferCodeText(code uint64) string {
 type header struct {
 	Name string
 	Size uint64
+	// Resume (flagResume) asks for a resume offer before the data.
+	Resume bool
 }
 
 // Header decoding errors. errTruncated wraps io.ErrUnexpectedEOF so callers
@@ -104,7 +115,11 @@ func encodeHeader(dst []byte, h header) ([]byte, error) {
 		return dst, fmt.Errorf("encode header: %q: %w", h.Name, errNameBytes)
 	}
 	dst = append(dst, headerMagic...)
-	dst = append(dst, headerVersion, 0)
+	var flags byte
+	if h.Resume {
+		flags |= flagResume
+	}
+	dst = append(dst, headerVersion, flags)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(h.Name)))
 	dst = append(dst, h.Name...)
 	dst = binary.BigEndian.AppendUint64(dst, h.Size)
@@ -126,7 +141,7 @@ func readHeader(r io.Reader, maxSize uint64) (header, error) {
 	if fixed[4] != headerVersion {
 		return header{}, fmt.Errorf("read header: version %d: %w", fixed[4], errBadVersion)
 	}
-	if fixed[5] != 0 {
+	if fixed[5]&^flagResume != 0 {
 		return header{}, fmt.Errorf("read header: flags %#x: %w", fixed[5], errBadFlags)
 	}
 	nameLen := int(binary.BigEndian.Uint16(fixed[6:]))
@@ -145,7 +160,7 @@ func readHeader(r io.Reader, maxSize uint64) (header, error) {
 	if size > maxSize {
 		return header{}, fmt.Errorf("read header: size %d > %d: %w", size, maxSize, errTooLarge)
 	}
-	return header{Name: name, Size: size}, nil
+	return header{Name: name, Size: size, Resume: fixed[5]&flagResume != 0}, nil
 }
 
 // truncated turns a clean EOF in the middle of a header into

@@ -21,6 +21,7 @@ func mustHeader(t testing.TB, h header) []byte {
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []header{
 		{Name: "a", Size: 0},
+		{Name: "resume.bin", Size: 7, Resume: true},
 		{Name: "report.pdf", Size: 3 << 20},
 		{Name: "ünïcødé ✓.txt", Size: 1},
 		{Name: strings.Repeat("n", maxNameLen), Size: defaultMaxSize},
@@ -67,7 +68,8 @@ func TestHeaderMalformed(t *testing.T) {
 		{"truncated size", good[:len(good)-1], 1 << 20, io.ErrUnexpectedEOF},
 		{"bad magic", patch(0, 'X'), 1 << 20, errBadMagic},
 		{"bad version", patch(4, 2), 1 << 20, errBadVersion},
-		{"unknown flags", patch(5, 1), 1 << 20, errBadFlags},
+		{"unknown flags", patch(5, 2), 1 << 20, errBadFlags},
+		{"unknown flags with resume", patch(5, 0x81), 1 << 20, errBadFlags},
 		{"zero name length", withLen(0), 1 << 20, errNameLen},
 		{"name too long", withLen(maxNameLen + 1), 1 << 20, errNameLen},
 		{"max name length field", withLen(0xffff), 1 << 20, errNameLen},
@@ -152,7 +154,7 @@ func TestSanitizeName(t *testing.T) {
 }
 
 func TestXferCodeText(t *testing.T) {
-	for code := uint64(xferBadHeader); code <= xferPeerLimit; code++ {
+	for code := uint64(xferBadHeader); code <= xferDigest; code++ {
 		require.NotContains(t, xferCodeText(code), "code", "code %d has no text", code)
 	}
 	require.Contains(t, xferCodeText(99), "code 99")

@@ -22,6 +22,7 @@ type listenFlags struct {
 	maxSize, maxPeerBytes     sizeFlag
 	maxPeerStreams            int
 	grace, headerTimeout      time.Duration
+	keepPartial               time.Duration
 }
 
 func (f *listenFlags) register(fset *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (f *listenFlags) register(fset *flag.FlagSet) {
 	fset.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, let running transfers finish for this long")
 	fset.DurationVar(&f.headerTimeout, "header-timeout", defaultHeaderTimeout, "reset a stream that has not sent its transfer header within this `duration`")
 	fset.IntVar(&f.maxPeerStreams, "max-streams-per-peer", defaultMaxStreamsPerPeer, "transfers one peer (key) may run at once, over all its connections")
+	fset.DurationVar(&f.keepPartial, "keep-partial", defaultKeepPartial, "keep an interrupted transfer's data this `long` after its last write, so 'send --resume' can continue it (0: discard at once)")
 	f.maxPeerBytes = defaultMaxBytesPerPeer
 	fset.Var(&f.maxPeerBytes, "max-bytes-per-peer", "refuse a file when one peer's running transfers would announce more than `size` together")
 }
@@ -48,6 +50,7 @@ type transferRecord struct {
 	Name        string  `json:"name"`
 	Path        string  `json:"path,omitempty"`
 	Bytes       uint64  `json:"bytes"`
+	ResumedFrom uint64  `json:"resumed_from,omitempty"`
 	DurationMS  float64 `json:"duration_ms"`
 	GoodputMBps float64 `json:"goodput_mbps"`
 	SHA256      string  `json:"sha256,omitempty"`
@@ -86,6 +89,8 @@ func runListen(ctx context.Context, args []string, e *env) error {
 		return usagef("--max-streams-per-peer %d: want at least 1", f.maxPeerStreams)
 	case f.headerTimeout <= 0:
 		return usagef("--header-timeout %v: want a positive duration", f.headerTimeout)
+	case f.keepPartial < 0:
+		return usagef("--keep-partial %v: want 0 or a positive duration", f.keepPartial)
 	}
 	if err := checkDatapath(f.datapath); err != nil {
 		return err
@@ -134,10 +139,21 @@ func runListen(ctx context.Context, args []string, e *env) error {
 	srv := &server{
 		ep: ep,
 		rc: &receiver{dir: f.dir, force: f.force, maxSize: uint64(f.maxSize), headerTimeout: f.headerTimeout,
-			peers: newPeerLimits(f.maxPeerStreams, uint64(f.maxPeerBytes))},
+			peers: newPeerLimits(f.maxPeerStreams, uint64(f.maxPeerBytes)), keepPartial: f.keepPartial},
 		stdout: &lockedWriter{w: e.stdout},
 		stderr: stderr,
 		json:   f.json,
+	}
+	if f.keepPartial > 0 {
+		sweepCtx, stopSweep := context.WithCancel(ctx)
+		swept := make(chan struct{})
+		go func() {
+			defer close(swept)
+			expirePartials(sweepCtx, &srv.rc.partials, f.dir, f.keepPartial, func(format string, args ...any) {
+				fmt.Fprintf(stderr, "flightline listen: "+format+"\n", args...)
+			})
+		}()
+		defer func() { stopSweep(); <-swept }()
 	}
 	srv.run(ctx, f.grace)
 	return stopProf()
@@ -242,6 +258,7 @@ func (s *server) report(c *transport.Conn, res result, err error) {
 		Name:        res.Name,
 		Path:        res.Path,
 		Bytes:       res.Bytes,
+		ResumedFrom: res.Resumed,
 		DurationMS:  ms(res.Duration),
 		GoodputMBps: mbps(res.Bytes, res.Duration),
 		Peer:        c.RemotePublicKey().String(),
@@ -263,7 +280,11 @@ func (s *server) report(c *transport.Conn, res result, err error) {
 		fmt.Fprintf(s.stderr, "flightline listen: transfer \"%s\" from %s (%s) failed: %s\n", displayName(res.Name), rec.PeerAddr, rec.Peer, displayName(err.Error()))
 		return
 	}
-	fmt.Fprintf(s.stdout, "received %s: %d bytes in %v, %.1f MB/s, peer %s (%s), rtt %v, retransmits %d\n",
-		displayName(res.Name), res.Bytes, roundDur(res.Duration), rec.GoodputMBps, rec.Peer, rec.PeerAddr,
+	resumed := ""
+	if res.Resumed > 0 {
+		resumed = fmt.Sprintf(" (resumed at byte %d)", res.Resumed)
+	}
+	fmt.Fprintf(s.stdout, "received %s: %d bytes%s in %v, %.1f MB/s, peer %s (%s), rtt %v, retransmits %d\n",
+		displayName(res.Name), res.Bytes, resumed, roundDur(res.Duration), rec.GoodputMBps, rec.Peer, rec.PeerAddr,
 		roundDur(st.SmoothedRTT), st.PacketsRetransmitted)
 }

@@ -22,6 +22,7 @@ type sendFlags struct {
 	datapath, iface, local    string
 	parallel                  int
 	handshakeTimeout, timeout time.Duration
+	resume                    bool
 }
 
 func (f *sendFlags) register(fset *flag.FlagSet) {
@@ -35,6 +36,7 @@ func (f *sendFlags) register(fset *flag.FlagSet) {
 	fset.IntVar(&f.parallel, "parallel", 16, "files sent at the same time, one stream each")
 	fset.DurationVar(&f.handshakeTimeout, "handshake-timeout", transport.DefaultHandshakeTimeout, "give up when the receiver does not answer within this `duration`")
 	fset.DurationVar(&f.timeout, "timeout", 0, "abort the whole transfer after this `duration` (default: none)")
+	fset.BoolVar(&f.resume, "resume", false, "continue from the partial file an interrupted transfer left on the receiver, when its SHA-256 matches")
 }
 
 // sendSummary is the JSON object of send --json (and the demo's base).
@@ -42,6 +44,7 @@ type sendSummary struct {
 	Files        int      `json:"files"`
 	Failed       int      `json:"failed"`
 	Bytes        uint64   `json:"bytes"`
+	ResumedBytes uint64   `json:"resumed_bytes"`
 	DurationMS   float64  `json:"duration_ms"`
 	HandshakeMS  float64  `json:"handshake_ms"`
 	GoodputMBps  float64  `json:"goodput_mbps"`
@@ -104,6 +107,8 @@ func runSend(ctx context.Context, args []string, e *env) error {
 		return usagef("--parallel %d: must be at least 1", f.parallel)
 	case f.handshakeTimeout <= 0:
 		return usagef("--handshake-timeout %v: must be positive", f.handshakeTimeout)
+	case f.resume && f.keyFile == "":
+		return usagef("--resume needs --key: the receiver keeps a partial file for the sender key that wrote it, and an ephemeral key is new every run")
 	}
 	if err := checkDatapath(f.datapath); err != nil {
 		return err
@@ -207,6 +212,7 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 	}
 	start := time.Now()
 	errs := make([]error, len(files))
+	var resumed atomic.Uint64
 	sem := make(chan struct{}, f.parallel)
 	var wg sync.WaitGroup
 	for i, fl := range files {
@@ -220,7 +226,9 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 				return
 			}
 			defer func() { <-sem }()
-			errs[i] = sendPath(ctx, conn, fl, &sent)
+			var skipped uint64
+			skipped, errs[i] = sendPath(ctx, conn, fl, &sent, f.resume)
+			resumed.Add(skipped)
 		}()
 	}
 	wg.Wait()
@@ -235,7 +243,10 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 	conn.CloseContext(cctx)
 
 	sum := sendSummary{Files: len(files), HandshakeMS: ms(handshake)}
-	sum.fill(st, sent.Load(), elapsed)
+	// sent also counts the bytes resumes skipped (the bar shows the
+	// files' progress); the summary counts bytes sent.
+	sum.fill(st, sent.Load()-resumed.Load(), elapsed)
+	sum.ResumedBytes = resumed.Load()
 	var failed []error
 	for _, err := range errs {
 		if err != nil {
@@ -252,6 +263,9 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 		fmt.Fprintf(e.stdout, "sent %s, %d bytes in %v: %.1f MB/s (%.2f Gbit/s), handshake %v, rtt %v, retransmits %d, lost %d, datapath %s\n",
 			plural(len(files)-len(failed), "file"), sum.Bytes, roundDur(elapsed), sum.GoodputMBps, sum.GoodputGbps,
 			roundDur(handshake), roundDur(st.SmoothedRTT), st.PacketsRetransmitted, st.PacketsLost, st.Datapath)
+		if sum.ResumedBytes > 0 {
+			fmt.Fprintf(e.stdout, "resumed: %d bytes were already on the receiver and not sent again\n", sum.ResumedBytes)
+		}
 	}
 	switch len(failed) {
 	case 0:
@@ -263,13 +277,13 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 	}
 }
 
-// sendPath sends one file from disk.
-func sendPath(ctx context.Context, conn *transport.Conn, fl outFile, sent *atomic.Uint64) error {
+// sendPath sends one file from disk and returns the bytes a resume skipped.
+func sendPath(ctx context.Context, conn *transport.Conn, fl outFile, sent *atomic.Uint64, resume bool) (uint64, error) {
 	file, err := os.Open(fl.path)
 	if err != nil {
-		return fmt.Errorf("send %s: %w", fl.name, err)
+		return 0, fmt.Errorf("send %s: %w", fl.name, err)
 	}
 	defer file.Close()
-	_, err = sendOne(ctx, conn, fl.name, fl.size, file, sent)
-	return err
+	res, err := sendOne(ctx, conn, fl.name, fl.size, file, sent, resume)
+	return res.Resumed, err
 }

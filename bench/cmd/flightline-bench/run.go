@@ -99,7 +99,7 @@ func writeOutputs(o options, recs []report.Record, started time.Time, stdout io.
 	for _, p := range []struct {
 		file string
 		fn   func([]report.Record, string) error
-	}{{"goodput.png", report.PlotGoodput}, {"latency.png", report.PlotLatency}, {"abort.png", report.PlotAbort}} {
+	}{{"goodput.png", report.PlotGoodput}, {"goodput_vs_loss.png", report.PlotGoodputVsLoss}, {"cc_timeseries.png", report.PlotCC}, {"latency.png", report.PlotLatency}, {"abort.png", report.PlotAbort}} {
 		err := p.fn(recs, filepath.Join(o.Out, p.file))
 		switch {
 		case err == nil:

@@ -73,7 +73,8 @@ func TestConclude(t *testing.T) {
 
 func TestFlightlinePeers(t *testing.T) {
 	for _, p := range matrix.AllPeers {
-		want := p == matrix.Subject || p == matrix.FlightlineXDP || p == matrix.FlightlineXDPG || p == matrix.FlightlineXDPB
+		want := p == matrix.Subject || p == matrix.FlightlineXDP || p == matrix.FlightlineXDPG ||
+			p == matrix.FlightlineXDPB || p == matrix.FlightlineBBR || p == matrix.FlightlineCubic
 		require.Equal(t, want, matrix.Flightline(p), p)
 	}
 	require.True(t, matrix.Flightline(matrix.SubjectNoRelease))

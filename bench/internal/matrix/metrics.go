@@ -34,7 +34,7 @@ func fillMetrics(r *report.Record, c Case, cli, srv peer.Result) {
 		r.Info = fmt.Sprint(info)
 	}
 	switch c.Scenario {
-	case ScenarioBulk, ScenarioLoss:
+	case ScenarioBulk, ScenarioLoss, ScenarioWAN:
 		span := cli.Phase
 		if isBlast(r.Peer) {
 			span = srv.Phase
@@ -60,6 +60,12 @@ func fillMetrics(r *report.Record, c Case, cli, srv peer.Result) {
 		}
 		if v, ok := notes["lost_pct"]; ok {
 			m[report.MetricLossSeen] = v
+		}
+		if v, ok := notes["rtt_inflation"]; ok {
+			m[report.MetricRTTInflation] = v
+		}
+		for _, c := range cli.CC {
+			r.CC = append(r.CC, report.CCSample(c))
 		}
 	case ScenarioPing:
 		if len(cli.RTTs) == 0 {

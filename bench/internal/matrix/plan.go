@@ -21,10 +21,17 @@ const (
 	ScenarioPing  = "ping"
 	ScenarioAbort = "abort"
 	ScenarioScale = "scale"
+	// ScenarioWAN is a bulk transfer over a 200 Mbit/s bottleneck (tbf in
+	// the hop) with 20 ms RTT (the hop's userspace delay, 10 ms each way)
+	// and random loss both ways.
+	ScenarioWAN = "wan"
+	// ScenarioCompete runs two bulk transfers at once over the WAN path;
+	// its "peers" are pairs "a+b".
+	ScenarioCompete = "compete"
 )
 
 // Scenarios lists every scenario in report order.
-var Scenarios = []string{ScenarioBulk, ScenarioLoss, ScenarioPing, ScenarioAbort, ScenarioScale}
+var Scenarios = []string{ScenarioBulk, ScenarioLoss, ScenarioWAN, ScenarioCompete, ScenarioPing, ScenarioAbort, ScenarioScale}
 
 // Peer names. The subject is what every ratio in the report is taken of.
 const (
@@ -41,6 +48,10 @@ const (
 	XDPBlast       = "xdp-blast"
 	XDPBlastBP     = "xdp-blast-busypoll"
 	FlightlineXDPB = "flightline-xdp-busypoll"
+	// FlightlineBBR and FlightlineCubic are flightline-udp with the
+	// congestion controller pinned.
+	FlightlineBBR   = "flightline-bbr"
+	FlightlineCubic = "flightline-cubic"
 	// SubjectNoRelease is the subject with its abort release disabled by
 	// the bench-only switch: the reference design's behaviour.
 	SubjectNoRelease = "flightline-udp, release off"
@@ -53,7 +64,7 @@ const (
 func Flightline(peer string) bool { return strings.HasPrefix(peer, "flightline") }
 
 // AllPeers is every peer in report column order.
-var AllPeers = []string{Subject, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast, XDPBlastBP}
+var AllPeers = []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, FlightlineXDPG, FlightlineXDPB, TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPBlast, UDPGSOBlast, XDPBlast, XDPBlastBP}
 
 // RatioPeers are the peers the subject is compared with in ratio columns.
 var RatioPeers = []string{TCP, TCPCubic, QUIC, KCP, KCPCrypt, UDPGSOBlast}
@@ -84,7 +95,7 @@ type Case struct {
 // Sizes are the knobs a plan is built from.
 type Sizes struct {
 	BulkBytes    int64 // per bulk run
-	LossBytes    int64 // per run under 1 % loss (5 % gets half)
+	LossBytes    int64 // per run under 1 % loss (5 % gets half); also per WAN and competing-flow run
 	PingMessages int
 	ScaleConns   int
 	RunTimeout   time.Duration
@@ -127,7 +138,29 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		imp := testnet.Impairment{Loss: p}
 		return testnet.Config{AtoB: imp, BtoA: imp}
 	}
-	reliable := []string{Subject, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt}
+	wan := func(p float64) testnet.Config {
+		return testnet.Config{
+			AtoB: testnet.Impairment{Rate: 200e6, Delay: 10 * time.Millisecond, Loss: p},
+			BtoA: testnet.Impairment{Delay: 10 * time.Millisecond, Loss: p},
+		}
+	}
+	reliable := []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, FlightlineXDPG, TCP, TCPCubic, QUIC, KCP, KCPCrypt}
+	// The congestion-control rows (issue 11): every controller next to
+	// kernel TCP with BBR and CUBIC, quic-go and kcp-go.
+	ccPeers := []string{FlightlineBBR, FlightlineCubic, TCP, TCPCubic, QUIC, KCPCrypt}
+	addWAN := func() {
+		for _, p := range []float64{0, 0.01, 0.05} {
+			bytes := sz.LossBytes
+			if p > 0.01 {
+				bytes /= 2
+			}
+			add(Case{Scenario: ScenarioWAN, Name: fmt.Sprintf("200 Mbit/s, 20 ms RTT, %g%% loss both ways", p*100), Net: wan(p),
+				ServerCPU: -1, ClientCPU: -1, Peers: ccPeers, Spec: bulkSpec(bytes, 1)})
+		}
+		add(Case{Scenario: ScenarioCompete, Name: "two flows, 200 Mbit/s, 20 ms RTT", Net: wan(0), ServerCPU: -1, ClientCPU: -1,
+			Peers: []string{FlightlineBBR + "+" + TCP, FlightlineBBR + "+" + FlightlineBBR, FlightlineCubic + "+" + TCP, TCP + "+" + TCP},
+			Spec:  bulkSpec(sz.LossBytes, 1)})
+	}
 	pingPeers := []string{UDPBlast, XDPBlast, XDPBlastBP, Subject, FlightlineXDP, FlightlineXDPB, TCP, QUIC, KCP, KCPCrypt}
 	ping := peer.Spec{Scenario: peer.Ping, Messages: sz.PingMessages, Warmup: max(10, sz.PingMessages/10), MessageSize: 64}
 	scale := peer.Spec{Scenario: peer.Scale, Conns: sz.ScaleConns, Concurrency: 64}
@@ -137,7 +170,7 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 		// The headline row: veth with its default offloads (as on any NIC
 		// with checksum offload), each side on its own CPU.
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads on", Net: offload, ServerCPU: 1, ClientCPU: 0,
-			Peers: []string{Subject, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
+			Peers: []string{Subject, FlightlineBBR, FlightlineCubic, FlightlineXDP, TCP, QUIC, KCP, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "1 stream, pinned, offloads off", Net: plain, ServerCPU: 1, ClientCPU: 0,
 			Peers: []string{Subject, TCP, QUIC, UDPGSOBlast}, Spec: bulkSpec(sz.BulkBytes, 1)})
 		add(Case{Scenario: ScenarioBulk, Name: "8 streams, unpinned, offloads on", Net: offload, ServerCPU: -1, ClientCPU: -1,
@@ -148,8 +181,9 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 				bytes /= 2
 			}
 			add(Case{Scenario: ScenarioLoss, Name: fmt.Sprintf("%g%% loss both ways, 1 stream", p*100), Net: lossy(p), ServerCPU: -1, ClientCPU: -1,
-				Peers: []string{Subject, TCP, TCPCubic, QUIC}, Spec: bulkSpec(bytes, 1)})
+				Peers: []string{Subject, FlightlineBBR, FlightlineCubic, TCP, TCPCubic, QUIC, KCPCrypt}, Spec: bulkSpec(bytes, 1)})
 		}
+		addWAN()
 		add(Case{Scenario: ScenarioPing, Name: "64 B, different CPUs", Net: plain, ServerCPU: 1, ClientCPU: 0,
 			Peers: []string{UDPBlast, Subject, TCP, QUIC}, Spec: ping})
 		add(Case{Scenario: ScenarioAbort, Name: "A aborts with packets in flight", Peers: []string{Subject, SubjectNoRelease}})
@@ -184,6 +218,7 @@ func Build(plan string, sz Sizes) ([]Case, error) {
 			add(Case{Scenario: ScenarioLoss, Name: fmt.Sprintf("%g%% loss both ways, 1 stream", p*100), Net: lossy(p), ServerCPU: -1, ClientCPU: -1,
 				Peers: reliable, Spec: bulkSpec(bytes, 1)})
 		}
+		addWAN()
 		add(Case{Scenario: ScenarioPing, Name: "64 B, one CPU", Net: plain, ServerCPU: 0, ClientCPU: 0, Peers: pingPeers, Spec: ping})
 		add(Case{Scenario: ScenarioPing, Name: "64 B, different CPUs", Net: plain, ServerCPU: 1, ClientCPU: 0, Peers: pingPeers, Spec: ping})
 		add(Case{Scenario: ScenarioAbort, Name: "A aborts with packets in flight", Peers: []string{Subject, SubjectNoRelease}})

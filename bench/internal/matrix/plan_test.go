@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,14 @@ func TestPlansAreWellFormed(t *testing.T) {
 				require.NoError(t, func() error { s := c.Spec; s.Peer = "x"; return validateTemplate(s) }(), key)
 			}
 			for _, p := range c.Peers {
-				require.True(t, slices.Contains(AllPeers, p) || p == SubjectNoRelease, "%s: unknown peer %s", key, p)
+				parts := []string{p}
+				if c.Scenario == ScenarioCompete {
+					parts = strings.Split(p, "+")
+					require.Len(t, parts, 2, "%s: %s is not a pair a+b", key, p)
+				}
+				for _, q := range parts {
+					require.True(t, slices.Contains(AllPeers, q) || q == SubjectNoRelease, "%s: unknown peer %s", key, q)
+				}
 			}
 		}
 		for _, s := range Scenarios {

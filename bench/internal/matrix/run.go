@@ -120,6 +120,9 @@ func (e *executor) runOne(ctx context.Context, c Case, p string, rep int) report
 		}
 		return ar
 	}
+	if c.Scenario == ScenarioCompete {
+		return e.runCompete(ctx, c, p, rep)
+	}
 	n, err := e.network(c.Net)
 	if err != nil {
 		r.Error, r.Harness = err.Error(), true

@@ -175,6 +175,10 @@ type Result struct {
 	HeapAfter      int64         `json:"heap_after,omitempty"`
 	GoroutinesIdle int           `json:"goroutines_idle,omitempty"`
 
+	// CC is the sender's congestion-control time series (flightline bulk
+	// clients: one sample every 50 ms of the transfer).
+	CC []CCSample `json:"cc,omitempty"`
+
 	// Notes are peer-specific counters worth a line in the report
 	// (retransmissions, losses, datapath in use, RTT...).
 	Notes map[string]float64 `json:"notes,omitempty"`
@@ -182,6 +186,18 @@ type Result struct {
 	Info string `json:"info,omitempty"`
 	// Error is set by the process wrapper when the side failed.
 	Error string `json:"error,omitempty"`
+}
+
+// CCSample is one point of a sender's congestion-control time series.
+type CCSample struct {
+	T          time.Duration `json:"t_ns"`            // since the sampling started
+	Delivered  uint64        `json:"delivered"`       // bytes acknowledged so far
+	PacingRate float64       `json:"pacing_Bps"`      // bytes/s
+	Bandwidth  float64       `json:"bw_Bps"`          // the controller's bandwidth estimate (BBR max_bw), bytes/s
+	Cwnd       int64         `json:"cwnd"`            // bytes
+	Flight     int64         `json:"flight"`          // bytes
+	SRTT       time.Duration `json:"srtt_ns"`         // smoothed RTT
+	State      string        `json:"state,omitempty"` // controller state (BBR)
 }
 
 // Peer implements both sides of the scenarios it supports. Both methods run

@@ -14,6 +14,15 @@ const (
 	MetricCPUMachine = "cpu_machine_s_per_GiB" // CPU seconds of the whole machine per GiB delivered
 	MetricRetransmit = "retransmit_pct"        // retransmitted / sent payload, percent
 	MetricLossSeen   = "loss_seen_pct"         // loss the sender observed, percent (describes the path)
+	// MetricRTTInflation is the sender's smoothed RTT sampled every 50 ms
+	// over the transfer, averaged, divided by its minimum RTT.
+	MetricRTTInflation = "rtt_inflation"
+
+	// Competing-flows scenario: each flow's goodput and share of the sum.
+	MetricGoodputA = "goodput_a_MBps"
+	MetricGoodputB = "goodput_b_MBps"
+	MetricShareA   = "share_a_pct"
+	MetricShareB   = "share_b_pct"
 
 	// Ping scenario.
 	MetricRTTP50 = "rtt_p50_us"
@@ -53,6 +62,11 @@ var metrics = []Metric{
 	{Name: MetricCPUMachine, Title: "CPU, whole machine", Unit: "s/GiB", Format: "%.2f"},
 	{Name: MetricRetransmit, Title: "Retransmitted", Unit: "%", Format: "%.2f"},
 	{Name: MetricLossSeen, Title: "Loss seen", Unit: "%", Informational: true, Format: "%.2f"},
+	{Name: MetricRTTInflation, Title: "RTT inflation (mean srtt ÷ min RTT)", Unit: "×", Format: "%.2f"},
+	{Name: MetricGoodputA, Title: "Goodput, first flow", Unit: "MB/s", Informational: true, Format: "%.1f"},
+	{Name: MetricGoodputB, Title: "Goodput, second flow", Unit: "MB/s", Informational: true, Format: "%.1f"},
+	{Name: MetricShareA, Title: "Share, first flow", Unit: "%", Informational: true, Format: "%.1f"},
+	{Name: MetricShareB, Title: "Share, second flow", Unit: "%", Informational: true, Format: "%.1f"},
 	{Name: MetricRTTP50, Title: "RTT p50", Unit: "µs", Format: "%.1f"},
 	{Name: MetricRTTP99, Title: "RTT p99", Unit: "µs", Format: "%.1f"},
 	{Name: MetricHandshakes, Title: "Handshakes", Unit: "1/s", HigherBetter: true, Format: "%.0f"},

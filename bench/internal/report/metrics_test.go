@@ -16,7 +16,8 @@ func TestMetricRegistry(t *testing.T) {
 		require.NotEmpty(t, m.Format, m.Name)
 		require.Equal(t, m, LookupMetric(m.Name))
 	}
-	require.Len(t, seen, 12)
+	require.Len(t, seen, 17)
+	require.Equal(t, "RTT inflation (mean srtt ÷ min RTT) (×, lower is better)", LookupMetric(MetricRTTInflation).Heading())
 
 	require.Equal(t, "Goodput (MB/s, higher is better)", LookupMetric(MetricGoodput).Heading())
 	require.Equal(t, "Handshakes (1/s, higher is better)", LookupMetric(MetricHandshakes).Heading())

@@ -14,7 +14,7 @@ import (
 )
 
 // goodputScenarios are the scenarios PlotGoodput draws, in this order.
-var goodputScenarios = []string{"bulk", "loss"}
+var goodputScenarios = []string{"bulk", "loss", "wan"}
 
 // PlotGoodput draws a grouped bar chart of goodput to path (PNG): one group
 // per case of the bulk and loss scenarios (labelled "scenario: case"), one

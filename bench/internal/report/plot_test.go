@@ -205,3 +205,39 @@ func TestLinearTicks(t *testing.T) {
 	require.Empty(t, (linearTicks{n: 4}).Ticks(1, 1))
 	require.Empty(t, (linearTicks{n: 4}).Ticks(math.NaN(), 1))
 }
+
+func TestPlotGoodputVsLoss(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "goodput_vs_loss.png")
+	var recs []Record
+	for _, sc := range []string{"loss", "wan"} {
+		for i, l := range []string{"0%", "1%", "5%"} {
+			name := "200 Mbit/s, 20 ms RTT, " + l + " loss both ways"
+			recs = append(recs,
+				rec(sc, name, "flightline-bbr", 0, goodput(20-float64(i))),
+				rec(sc, name, "tcp-cubic", 0, goodput(20/math.Pow(10, float64(i)))))
+		}
+	}
+	require.NoError(t, PlotGoodputVsLoss(recs, path))
+	requirePNG(t, path, 14*96, 5*96)
+
+	requireNoData(t, PlotGoodputVsLoss, nil)
+	requireNoData(t, PlotGoodputVsLoss, []Record{
+		rec("bulk", "1 stream", "tcp", 0, goodput(5)),                   // not a loss scenario
+		rec("wan", "no loss percentage here", "tcp", 0, goodput(5)),     // nothing to place on the x axis
+		rec("loss", "1% loss both ways", "tcp", 0, goodput(math.NaN())), // no goodput
+	})
+}
+
+func TestPlotCC(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cc.png")
+	r := rec("wan", "200 Mbit/s, 20 ms RTT, 1% loss both ways", "flightline-bbr", 0, goodput(20))
+	for i := range 100 {
+		r.CC = append(r.CC, CCSample{T: time.Duration(i) * 50 * time.Millisecond, Delivered: uint64(i) * 1e6,
+			PacingRate: 25e6, Bandwidth: 25e6, Cwnd: 1e6, Flight: int64(i%10) * 1e5, SRTT: 20 * time.Millisecond, State: "probe_bw_cruise"})
+	}
+	require.NoError(t, PlotCC([]Record{rec("wan", "x", "tcp", 0, goodput(1)), r}, path))
+	requirePNG(t, path, 12*96, 10*96)
+	requireNoData(t, PlotCC, []Record{rec("wan", "x", "tcp", 0, goodput(1))})
+}

@@ -25,15 +25,30 @@ type Record struct {
 	// RTTs are the ping round-trip times in microseconds (ping only), for the latency plot.
 	RTTs []float64 `json:"rtts_us,omitempty"`
 	// Series is the abort scenario's time series (abort only).
-	Series   []Sample `json:"series,omitempty"`
-	Info     string   `json:"info,omitempty"`     // peer details (datapath, offloads)
-	Profiles []string `json:"profiles,omitempty"` // pprof files written for this run
-	Error    string   `json:"error,omitempty"`    // the run failed (metrics may be partial/absent)
-	Skipped  string   `json:"skipped,omitempty"`  // the run could not happen here, with the reason ("not available: ...", "n/a")
+	Series []Sample `json:"series,omitempty"`
+	// CC is the sender's congestion-control time series (flightline bulk
+	// runs), for the controller plot.
+	CC       []CCSample `json:"cc,omitempty"`
+	Info     string     `json:"info,omitempty"`     // peer details (datapath, offloads)
+	Profiles []string   `json:"profiles,omitempty"` // pprof files written for this run
+	Error    string     `json:"error,omitempty"`    // the run failed (metrics may be partial/absent)
+	Skipped  string     `json:"skipped,omitempty"`  // the run could not happen here, with the reason ("not available: ...", "n/a")
 	// Harness says Error is the harness's own failure (building the network,
 	// making keys, starting a process), not the peer's: the benchmark is
 	// broken, whichever peer the run was for.
 	Harness bool `json:"harness,omitempty"`
+}
+
+// CCSample is one point of a sender's congestion-control time series.
+type CCSample struct {
+	T          time.Duration `json:"t_ns"`
+	Delivered  uint64        `json:"delivered"`  // bytes acknowledged so far
+	PacingRate float64       `json:"pacing_Bps"` // bytes/s
+	Bandwidth  float64       `json:"bw_Bps"`     // bandwidth estimate (BBR max_bw), bytes/s
+	Cwnd       int64         `json:"cwnd"`
+	Flight     int64         `json:"flight"`
+	SRTT       time.Duration `json:"srtt_ns"`
+	State      string        `json:"state,omitempty"`
 }
 
 // Sample is one point of a time series, T relative to the event of interest (the abort).

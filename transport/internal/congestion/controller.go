@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flightline/flightline/transport/internal/flight"
 	"github.com/flightline/flightline/transport/internal/monotime"
 )
 
@@ -14,34 +15,83 @@ import (
 // Threading: OnAck, OnLoss and OnRTO may arrive from different goroutines
 // (the transport calls OnAck from its receive loop, and OnLoss, OnRTO and
 // replayed ACKs from its send loop), so implementations serialise them
-// internally (CUBIC with a mutex; the fixed-rate controller keeps only an
-// atomic). OnSent, Window, PacingRate and InSlowStart may be called from any
-// goroutine.
+// internally (CUBIC and BBR with a mutex; the fixed-rate controller keeps
+// only an atomic). OnSent, OnAppLimited, Window, PacingRate and InSlowStart
+// may be called from any goroutine. The transport never holds a ledger lock
+// across any of these calls.
 type Controller interface {
 	// Name identifies the algorithm in statistics, e.g. "cubic".
 	Name() string
 	// OnSent is called for every ack-eliciting packet put on the wire (first
 	// sends and retransmissions). inFlight is the flight size including it.
 	OnSent(now monotime.Time, bytes int, inFlight int64)
-	// OnAck is called once per ACK frame with the bytes newly acknowledged and
-	// the largest acked packet's send time. inFlight is the flight size after
-	// the acknowledged packets were removed. rtt has already been updated with
-	// this ACK's sample.
-	OnAck(now monotime.Time, ackedBytes int, largestSentAt monotime.Time, rtt *RTT, inFlight int64)
-	// OnLoss is called when packets are declared lost; the controller reacts
-	// at most once per recovery episode (a loss of a packet sent before the
-	// episode started is ignored). lostSentAt = send time of the newest lost
-	// packet. inFlight is the flight size after the lost packets were removed.
-	OnLoss(now monotime.Time, lostBytes int, lostSentAt monotime.Time, inFlight int64)
+	// OnAck is called once per ACK frame that acknowledged something new.
+	OnAck(ev *AckEvent)
+	// OnLoss is called when packets are declared lost. Loss-based
+	// controllers react at most once per recovery episode (a loss of a
+	// packet sent before the episode started is ignored).
+	OnLoss(ev *LossEvent)
 	// OnRTO is called when the retransmission timeout fires with no ACK progress.
 	OnRTO(now monotime.Time)
+	// OnAppLimited is called when the sender ran out of data while the
+	// window and the pacer would have let it send more (the delivery-rate
+	// sampler was marked application-limited at the same time).
+	OnAppLimited(now monotime.Time, inFlight int64)
 	// Window is the congestion window in bytes (atomic read: called from
 	// sender goroutines).
 	Window() int64
 	// PacingRate is the rate for the pacer in bytes per second (0 = do not pace).
 	PacingRate() float64
-	// InSlowStart reports whether the controller is in slow start.
+	// InSlowStart reports whether the controller is in slow start (for BBR:
+	// Startup).
 	InSlowStart() bool
+}
+
+// Quantizer is implemented by controllers that want the pacer's burst
+// bounded (Pacer.SetQuantum): BBR's send quantum.
+type Quantizer interface {
+	// SendQuantum is the largest burst in bytes (0: the pacer's default).
+	SendQuantum() int
+}
+
+// AckEvent describes one ACK frame.
+type AckEvent struct {
+	Now monotime.Time
+	// AckedBytes is the bytes newly acknowledged.
+	AckedBytes int
+	// LargestSentAt is the newest acknowledged packet's send time.
+	LargestSentAt monotime.Time
+	// RTT has already been updated with this ACK's sample (nil in some tests).
+	RTT *RTT
+	// InFlight is the flight size after the acknowledged packets were removed.
+	InFlight int64
+	// Sample is the ACK's delivery-rate sample from the flight ledger
+	// (Sample.Acked false when the caller has none, e.g. unit tests of
+	// window-based controllers).
+	Sample flight.RateSample
+	// MarkAppLimited, when set, marks the connection application-limited in
+	// the sampler (BBR does it in ProbeRTT so the deliberately low rate
+	// samples of that phase are not taken as the path's rate).
+	MarkAppLimited func()
+}
+
+// LossEvent describes packets declared lost by one loss-detection pass.
+type LossEvent struct {
+	Now monotime.Time
+	// LostBytes is the bytes declared lost.
+	LostBytes int
+	// LostSentAt is the send time of the newest lost packet.
+	LostSentAt monotime.Time
+	// InFlight is the flight size after the loss was declared (lost packets
+	// stay charged until their resends are acknowledged).
+	InFlight int64
+	// Packets are the lost packets with the delivery-rate snapshot of their
+	// last send, in ascending packet-number order (may be nil in tests).
+	Packets []flight.Resend
+	// TotalLost is the sampler's lifetime lost bytes after this declaration.
+	TotalLost uint64
+	// TotalDelivered is the sampler's lifetime delivered bytes.
+	TotalDelivered uint64
 }
 
 // Defaults for Config fields left at zero.

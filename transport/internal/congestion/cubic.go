@@ -85,11 +85,16 @@ func NewCubic(cfg Config) Controller {
 
 func (c *cubic) Name() string { return "cubic" }
 
+// OnAppLimited is ignored: CUBIC detects app-limited ACKs from the flight
+// size passed to OnAck (less than half the window in use).
+func (c *cubic) OnAppLimited(monotime.Time, int64) {}
+
 // OnSent keeps no per-packet state: app-limited detection uses the flight
 // size passed to OnAck. It is therefore safe from any goroutine.
 func (c *cubic) OnSent(monotime.Time, int, int64) {}
 
-func (c *cubic) OnAck(now monotime.Time, ackedBytes int, largestSentAt monotime.Time, rtt *RTT, inFlight int64) {
+func (c *cubic) OnAck(ev *AckEvent) {
+	now, ackedBytes, largestSentAt, rtt, inFlight := ev.Now, ev.AckedBytes, ev.LargestSentAt, ev.RTT, ev.InFlight
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rtt != nil {
@@ -158,7 +163,8 @@ func (c *cubic) wCubic(t float64) float64 {
 	return cubicC*d*d*d*c.mss + c.wmax
 }
 
-func (c *cubic) OnLoss(now monotime.Time, lostBytes int, lostSentAt monotime.Time, inFlight int64) {
+func (c *cubic) OnLoss(ev *LossEvent) {
+	now, lostSentAt := ev.Now, ev.LostSentAt
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.hasRecovery && !lostSentAt.After(c.recoveryStart) {

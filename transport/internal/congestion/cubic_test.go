@@ -36,13 +36,13 @@ func (d *driver) round() {
 	step := d.d / time.Duration(n)
 	for range n {
 		d.now = d.now.Add(step)
-		d.c.OnAck(d.now, mss, d.now.Add(-d.d), d.rtt, d.c.Window()-mss)
+		d.c.OnAck(ackEv(d.now, mss, d.now.Add(-d.d), d.rtt, d.c.Window()-mss))
 	}
 }
 
 // loss declares one packet sent half an RTT ago lost.
 func (d *driver) loss() {
-	d.c.OnLoss(d.now, mss, d.now.Add(-d.d/2), d.c.Window())
+	d.c.OnLoss(lossEv(d.now, mss, d.now.Add(-d.d/2), d.c.Window()))
 }
 
 func packets(w int64) float64 { return float64(w) / mss }
@@ -98,7 +98,7 @@ func TestCubicLossOncePerEpisode(t *testing.T) {
 	before := d.c.Window()
 
 	lossAt := d.now
-	d.c.OnLoss(lossAt, mss, lossAt.Add(-10*ms), before)
+	d.c.OnLoss(lossEv(lossAt, mss, lossAt.Add(-10*ms), before))
 	after := d.c.Window()
 	require.Equal(t, int64(float64(before)*0.7), after)
 	require.False(t, d.c.InSlowStart())
@@ -107,27 +107,27 @@ func TestCubicLossOncePerEpisode(t *testing.T) {
 	// More losses of packets sent before the episode began: one reduction only.
 	for i := range 20 {
 		d.now = d.now.Add(ms)
-		d.c.OnLoss(d.now, 3*mss, lossAt.Add(-time.Duration(i)*ms), after)
+		d.c.OnLoss(lossEv(d.now, 3*mss, lossAt.Add(-time.Duration(i)*ms), after))
 		require.Equal(t, after, d.c.Window())
 	}
 	// The boundary itself (sent exactly at the episode start) is still in it.
-	d.c.OnLoss(d.now, mss, lossAt, after)
+	d.c.OnLoss(lossEv(d.now, mss, lossAt, after))
 	require.Equal(t, after, d.c.Window())
 
 	// ACKs of packets sent before the episode do not grow the window.
-	d.c.OnAck(d.now, 10*mss, lossAt.Add(-ms), d.rtt, after)
+	d.c.OnAck(ackEv(d.now, 10*mss, lossAt.Add(-ms), d.rtt, after))
 	require.Equal(t, after, d.c.Window())
 
 	// An ACK of a packet sent after the episode began ends recovery; a late
 	// loss report for an old packet is still part of the old episode.
-	d.c.OnAck(d.now, mss, lossAt.Add(1), d.rtt, after)
+	d.c.OnAck(ackEv(d.now, mss, lossAt.Add(1), d.rtt, after))
 	grown := d.c.Window()
 	require.GreaterOrEqual(t, grown, after)
-	d.c.OnLoss(d.now, mss, lossAt.Add(-ms), after)
+	d.c.OnLoss(lossEv(d.now, mss, lossAt.Add(-ms), after))
 	require.Equal(t, grown, d.c.Window())
 
 	// A loss of a packet sent after the episode began is a new episode.
-	d.c.OnLoss(d.now, mss, lossAt.Add(1), after)
+	d.c.OnLoss(lossEv(d.now, mss, lossAt.Add(1), after))
 	require.InDelta(t, float64(grown)*0.7, d.c.Window(), 1)
 }
 
@@ -216,7 +216,7 @@ func TestCubicAppLimitedDoesNotGrow(t *testing.T) {
 			for range 1000 {
 				d.now = d.now.Add(ms)
 				// Flight before the ACK is below cwnd/2.
-				c.OnAck(d.now, mss, d.now.Add(-10*ms), d.rtt, w/2-2*mss)
+				c.OnAck(ackEv(d.now, mss, d.now.Add(-10*ms), d.rtt, w/2-2*mss))
 			}
 			require.Equal(t, w, c.Window())
 			require.Equal(t, !tc.afterLoss, c.InSlowStart())
@@ -236,7 +236,7 @@ func TestCubicAppLimitedRestartsEpoch(t *testing.T) {
 	// 30 s app-limited: far beyond K, W_cubic(t) would be enormous.
 	for range 30 {
 		d.now = d.now.Add(time.Second)
-		c.OnAck(d.now, mss, d.now.Add(-10*ms), d.rtt, 0)
+		c.OnAck(ackEv(d.now, mss, d.now.Add(-10*ms), d.rtt, 0))
 	}
 	require.Equal(t, w, c.Window())
 	d.round()
@@ -255,7 +255,7 @@ func TestCubicRTO(t *testing.T) {
 	c.OnRTO(d.now)
 	require.Equal(t, int64(4*mss), c.Window())
 	// Losses of packets sent before the RTO do not reduce further.
-	c.OnLoss(d.now, mss, d.now.Add(-ms), 0)
+	c.OnLoss(lossEv(d.now, mss, d.now.Add(-ms), 0))
 	require.Equal(t, int64(4*mss), c.Window())
 
 	// Slow start resumes up to ssthresh = 0.7 * 64 packets, then avoidance.
@@ -272,7 +272,7 @@ func TestCubicWindowNeverBelowMin(t *testing.T) {
 	now := t0
 	for range 100 {
 		now = now.Add(ms)
-		c.OnLoss(now, mss, now, 0) // each loss sent "now" is after the previous episode
+		c.OnLoss(lossEv(now, mss, now, 0)) // each loss sent "now" is after the previous episode
 		require.GreaterOrEqual(t, c.Window(), int64(3*mss))
 	}
 	require.Equal(t, int64(3*mss), c.Window())
@@ -283,8 +283,8 @@ func TestCubicWindowNeverBelowMin(t *testing.T) {
 func TestCubicIgnoresBadInput(t *testing.T) {
 	c := NewCubic(Config{})
 	w := c.Window()
-	c.OnAck(t0, 0, t0, nil, 0)
-	c.OnAck(t0, -5, t0, nil, 1<<40)
+	c.OnAck(ackEv(t0, 0, t0, nil, 0))
+	c.OnAck(ackEv(t0, -5, t0, nil, 1<<40))
 	c.OnSent(t0, -1, -1)
 	require.Equal(t, w, c.Window())
 }
@@ -299,14 +299,14 @@ func TestFixedRate(t *testing.T) {
 
 	r := NewRTT(0)
 	r.Update(5*ms, 0, 0)
-	c.OnAck(t0, mss, t0, r, 0)
+	c.OnAck(ackEv(t0, mss, t0, r, 0))
 	require.Equal(t, int64(2*rate*0.005), c.Window())
 	w := c.Window()
 
 	// Loss and RTO are ignored; pacing never changes.
 	for i := range 100 {
 		now := t0.Add(time.Duration(i) * ms)
-		c.OnLoss(now, 10*mss, now, 0)
+		c.OnLoss(lossEv(now, 10*mss, now, 0))
 		c.OnRTO(now)
 		require.Equal(t, w, c.Window())
 		require.Equal(t, rate, c.PacingRate())
@@ -315,7 +315,7 @@ func TestFixedRate(t *testing.T) {
 	// Tiny srtt: window floor of 16 packets.
 	r = NewRTT(0)
 	r.Update(time.Microsecond, 0, 0)
-	c.OnAck(t0, mss, t0, r, 0)
+	c.OnAck(ackEv(t0, mss, t0, r, 0))
 	require.Equal(t, int64(16*mss), c.Window())
 
 	// MaxWindow caps it.
@@ -328,4 +328,14 @@ func TestFixedRate(t *testing.T) {
 		require.Zero(t, c.PacingRate())
 		require.Equal(t, int64(16*mss), c.Window())
 	}
+}
+
+// ackEv and lossEv build the controller events of the positional form the
+// CUBIC tests were written in.
+func ackEv(now monotime.Time, bytes int, largestSentAt monotime.Time, rtt *RTT, inFlight int64) *AckEvent {
+	return &AckEvent{Now: now, AckedBytes: bytes, LargestSentAt: largestSentAt, RTT: rtt, InFlight: inFlight}
+}
+
+func lossEv(now monotime.Time, bytes int, lostSentAt monotime.Time, inFlight int64) *LossEvent {
+	return &LossEvent{Now: now, LostBytes: bytes, LostSentAt: lostSentAt, InFlight: inFlight}
 }

@@ -1,6 +1,7 @@
 // Package congestion holds flightline's send-rate machinery: the RTT
 // estimator (RFC 9002 §5), pluggable congestion controllers (CUBIC per
-// RFC 9438 and a fixed-rate controller for benchmarks), the token-bucket
+// RFC 9438, BBRv3 per draft-ietf-ccwg-bbr-06 with a bounded random-loss
+// response, and a fixed-rate controller for benchmarks), the token-bucket
 // pacer every packet passes through, and Window, which parks sender
 // goroutines until the congestion window has room.
 //

@@ -49,14 +49,15 @@ func (f *fixedRate) update(srttSeconds float64) {
 func (f *fixedRate) Name() string                     { return "fixed" }
 func (f *fixedRate) OnSent(monotime.Time, int, int64) {}
 
-func (f *fixedRate) OnAck(_ monotime.Time, _ int, _ monotime.Time, rtt *RTT, _ int64) {
-	if rtt != nil {
-		f.update(rtt.Smoothed().Seconds())
+func (f *fixedRate) OnAck(ev *AckEvent) {
+	if ev.RTT != nil {
+		f.update(ev.RTT.Smoothed().Seconds())
 	}
 }
 
-func (f *fixedRate) OnLoss(monotime.Time, int, monotime.Time, int64) {}
-func (f *fixedRate) OnRTO(monotime.Time)                             {}
-func (f *fixedRate) Window() int64                                   { return f.window.Load() }
-func (f *fixedRate) PacingRate() float64                             { return f.rate }
-func (f *fixedRate) InSlowStart() bool                               { return false }
+func (f *fixedRate) OnLoss(*LossEvent)                 {}
+func (f *fixedRate) OnRTO(monotime.Time)               {}
+func (f *fixedRate) OnAppLimited(monotime.Time, int64) {}
+func (f *fixedRate) Window() int64                     { return f.window.Load() }
+func (f *fixedRate) PacingRate() float64               { return f.rate }
+func (f *fixedRate) InSlowStart() bool                 { return false }

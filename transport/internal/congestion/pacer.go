@@ -31,6 +31,7 @@ const maxPacerWait = time.Hour
 // packets.
 type Pacer struct {
 	maxBurst   float64
+	quantum    float64 // 0, or a smaller burst cap set by SetQuantum
 	tokens     float64 // invariant: -maxBurst <= tokens <= maxBurst
 	lastUpdate monotime.Time
 	started    bool
@@ -59,9 +60,26 @@ func (p *Pacer) refill(now monotime.Time, rate float64) {
 	if rate <= 0 || math.IsNaN(rate) {
 		p.tokens = p.maxBurst // unpaced: the bucket is irrelevant, keep it full
 	} else {
-		p.tokens = min(p.tokens+now.Sub(p.lastUpdate).Seconds()*rate, p.maxBurst)
+		p.tokens = min(p.tokens+now.Sub(p.lastUpdate).Seconds()*rate, p.burst())
 	}
 	p.lastUpdate = now
+}
+
+// burst is the bucket's current capacity.
+func (p *Pacer) burst() float64 {
+	if p.quantum > 0 {
+		return min(p.quantum, p.maxBurst)
+	}
+	return p.maxBurst
+}
+
+// SetQuantum lowers the burst to q bytes (0 restores maxBurst). A
+// controller whose model is a rate (BBR) wants bursts of about 1 ms of it:
+// a full 64-packet batch is 37 ms of a 20 Mbit/s link, a queue spike the
+// model then reads as the path's RTT. Tokens above the new cap are dropped.
+func (p *Pacer) SetQuantum(q int) {
+	p.quantum = float64(max(q, 0))
+	p.tokens = min(p.tokens, p.burst())
 }
 
 // Budget returns how many bytes may be sent now. rate <= 0 means unlimited
@@ -94,7 +112,7 @@ func (p *Pacer) NextSendTime(now monotime.Time, bytes int, rate float64) monotim
 		return now
 	}
 	p.refill(now, rate)
-	need := min(float64(bytes), p.maxBurst)
+	need := min(float64(bytes), p.burst())
 	deficit := need - p.tokens - tokenEpsilon
 	if deficit <= 0 {
 		return now

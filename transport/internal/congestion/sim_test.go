@@ -93,14 +93,14 @@ func runSim(t *testing.T, path simPath, dur, warmup time.Duration) simResult {
 			if now >= warm {
 				res.delivered += int64(e.size)
 			}
-			cc.OnAck(now, e.size, e.sentAt, rtt, inFlight)
+			cc.OnAck(ackEv(now, e.size, e.sentAt, rtt, inFlight))
 		case lossAt <= sendAt:
 			e := losses.pop()
 			now = max(now, e.at)
 			inFlight -= int64(e.size)
 			res.losses++
 			before := cc.Window()
-			cc.OnLoss(now, e.size, e.sentAt, inFlight)
+			cc.OnLoss(lossEv(now, e.size, e.sentAt, inFlight))
 			if after := cc.Window(); after < before {
 				res.reductions++
 				require.InDelta(t, 0.7*float64(before), float64(after), 1, "multiplicative decrease")

@@ -36,6 +36,7 @@ type Ledger struct {
 	// operation holds checkMu for reading for its whole duration and the
 	// checker holds it for writing. Order: checkMu, then shards.
 	checkMu    sync.RWMutex
+	rate       sampler // delivery-rate state (sampler.go); its lock is a leaf
 	underflows atomic.Uint64
 	violations atomic.Uint64
 }
@@ -126,7 +127,14 @@ func (l *Ledger) Flight() int64 { return l.flight.Load() }
 // Charge adds size to the flight before a socket send.
 func (l *Ledger) Charge(size int) {
 	l.enter()
-	l.flight.Add(size)
+	if l.flight.Add(size) == int64(size) && size > 0 {
+		// Nothing was outstanding: the next tracked send starts a new
+		// delivery-rate epoch. Only the holder of the send role charges, so
+		// no other charge can be pending here.
+		l.rate.mu.Lock()
+		l.rate.idle = true
+		l.rate.mu.Unlock()
+	}
 	if l.check {
 		l.pending.Add(size)
 	}
@@ -142,7 +150,7 @@ func (l *Ledger) Charge(size int) {
 // Close the packet is not tracked and its charge is released.
 func (l *Ledger) Track(s Sent) {
 	l.enter()
-	res := l.t.track(s)
+	res := l.t.track(s, l.rate.take(s.SentAt, l.flight.Load()))
 	var f, p int64
 	if l.check {
 		p = l.pending.Release(s.Size)
@@ -188,12 +196,43 @@ func (l *Ledger) ReleaseUnsent(pn uint64, size int) {
 // before, dropped, abandoned, superseded by a Refresh, or never tracked — are
 // ignored.
 func (l *Ledger) OnAck(ranges []Range, out []Acked) []Acked {
+	out, _ = l.Ack(monotime.Now(), ranges, out)
+	return out
+}
+
+// Ack is OnAck at time now, which also feeds the delivery-rate sampler and
+// returns this ACK's rate sample (draft-ietf-ccwg-bbr-06 §"Delivery Rate
+// Samples"). The sample is built after every shard lock is dropped.
+func (l *Ledger) Ack(now monotime.Time, ranges []Range, out []Acked) ([]Acked, RateSample) {
 	l.enter()
+	n0 := len(out)
 	out, b := l.t.ack(ranges, out)
 	f := l.release(b)
 	l.exit("ack")
 	l.checkUnderflow("ack", f, 0)
-	return out
+	return out, l.rate.onAcked(now, out[n0:])
+}
+
+// MarkAppLimited records that the sender has nothing more to send although
+// the congestion window and the pacer would allow it: packets sent until the
+// data now in flight is delivered are tagged application-limited, so their
+// low rate samples do not lower a bandwidth estimate.
+func (l *Ledger) MarkAppLimited() { l.rate.markAppLimited(l.flight.Load()) }
+
+// Sampler returns the delivery-rate counters.
+func (l *Ledger) Sampler() SamplerState { return l.rate.state() }
+
+// lostBytes sums what was handed out for resend and abandoned since the
+// given lengths: the bytes a loss declaration removes from the pipe.
+func lostBytes(resend []Resend, abandoned []Abandoned) int {
+	n := 0
+	for i := range resend {
+		n += resend[i].Size
+	}
+	for i := range abandoned {
+		n += abandoned[i].Size
+	}
+	return n
 }
 
 // DetectLost runs RFC 9002 loss detection. Lost records are handed out for
@@ -204,7 +243,9 @@ func (l *Ledger) DetectLost(p LossParams, resend []Resend, arena []byte, abandon
 	[]Resend, []byte, []Abandoned, monotime.Time,
 ) {
 	l.enter()
+	r0, a0 := len(resend), len(abandoned)
 	resend, arena, abandoned, next, b := l.t.detectLost(p, resend, arena, abandoned)
+	l.rate.onLost(lostBytes(resend[r0:], abandoned[a0:]))
 	f := l.release(b)
 	l.exit("detect lost")
 	l.checkUnderflow("detect lost", f, 0)
@@ -217,7 +258,10 @@ func (l *Ledger) TakeOldest(n int, maxSends int, resend []Resend, arena []byte, 
 	[]Resend, []byte, []Abandoned,
 ) {
 	l.enter()
+	r0, a0 := len(resend), len(abandoned)
 	resend, arena, abandoned, b := l.t.takeOldest(n, maxSends, resend, arena, abandoned)
+	// An RTO presumes everything it takes lost (RFC 6298 §5.4).
+	l.rate.onLost(lostBytes(resend[r0:], abandoned[a0:]))
 	f := l.release(b)
 	l.exit("take oldest")
 	l.checkUnderflow("take oldest", f, 0)
@@ -234,13 +278,14 @@ func (l *Ledger) TakeNewest(resend []Resend, arena []byte) ([]Resend, []byte) {
 }
 
 // Refresh re-keys a handed-out record under newPN after its payload was
-// resent (sentAt = now, Sends+1, no longer resending) and reports whether the
+// resent (sentAt = now, Sends+1, no longer resending, and a complete new
+// delivery-rate snapshot taken now) and reports whether the
 // record was still tracked. It never inserts: if an ACK, abandon, DropStream
 // or Close removed the record meanwhile, its bytes were already released and
 // Refresh is a no-op returning false. Flight is unchanged either way.
 func (l *Ledger) Refresh(oldPN, newPN uint64, now monotime.Time) bool {
 	l.enter()
-	res := l.t.refresh(oldPN, newPN, now)
+	res := l.t.refresh(oldPN, newPN, now, l.rate.take(now, l.flight.Load()))
 	l.exit("refresh")
 	switch res {
 	case refreshSame:

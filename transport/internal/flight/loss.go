@@ -24,7 +24,8 @@ func handOutLocked(r *record, resend []Resend, arena []byte) ([]Resend, []byte) 
 	end := len(arena)
 	return append(resend, Resend{
 		PN: r.pn, Stream: r.stream, Size: r.size, Sends: r.sends, SentAt: r.sentAt,
-		Payload: arena[start:end:end],
+		Payload:    arena[start:end:end],
+		TxInFlight: r.snap.txInFlight, LostBefore: r.snap.lost, AppLimited: r.snap.appLimited,
 	}), arena
 }
 

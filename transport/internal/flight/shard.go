@@ -18,6 +18,7 @@ type record struct {
 	sentAt      monotime.Time
 	firstSentAt monotime.Time
 	sends       int
+	snap        snapshot // delivery-rate state at sentAt; replaced whole on every (re)send
 	// resending is set while the record is handed out for retransmission
 	// (DetectLost/TakeOldest/TakeNewest) and cleared by Refresh or
 	// ResendFailed. A resending record is never handed out again, but it

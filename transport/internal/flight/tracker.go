@@ -98,7 +98,7 @@ const (
 )
 
 // track records s. It never replaces a tracked record.
-func (t *Tracker) track(s Sent) trackResult {
+func (t *Tracker) track(s Sent, snap snapshot) trackResult {
 	sh := &t.shards[t.shardOf(s.PN)]
 	sh.mu.Lock()
 	if sh.closed {
@@ -113,6 +113,7 @@ func (t *Tracker) track(s Sent) trackResult {
 		return trackDup
 	}
 	r.sentAt, r.firstSentAt, r.sends = s.SentAt, s.SentAt, 1
+	r.snap = snap
 	r.setPayload(s.Payload)
 	sh.mu.Unlock()
 	return tracked
@@ -164,6 +165,7 @@ func (t *Tracker) ack(ranges []Range, out []Acked) ([]Acked, int) {
 				out = append(out, Acked{
 					PN: r.pn, Stream: r.stream, Size: r.size,
 					SentAt: r.sentAt, FirstSentAt: r.firstSentAt, Sends: r.sends,
+					snap: r.snap,
 				})
 				bytes += r.size
 				sh.removeLocked(r)
@@ -192,7 +194,7 @@ const (
 // Both shards are locked together (ascending), so the record is never
 // outside the tracker while it moves: a sweep (DropStream/Close), which
 // holds all shards, sees it either under oldPN or under newPN.
-func (t *Tracker) refresh(oldPN, newPN uint64, now monotime.Time) refreshResult {
+func (t *Tracker) refresh(oldPN, newPN uint64, now monotime.Time, snap snapshot) refreshResult {
 	a, b := t.shardOf(oldPN), t.shardOf(newPN)
 	lo, hi := min(a, b), max(a, b)
 	t.fire(opRefresh, stageBeforeLock, lo)
@@ -202,7 +204,7 @@ func (t *Tracker) refresh(oldPN, newPN uint64, now monotime.Time) refreshResult 
 		t.shards[hi].mu.Lock()
 	}
 	t.fire(opRefresh, stageLocked, -1)
-	res := t.refreshLocked(oldPN, newPN, now, &t.shards[a], &t.shards[b])
+	res := t.refreshLocked(oldPN, newPN, now, snap, &t.shards[a], &t.shards[b])
 	if hi != lo {
 		t.shards[hi].mu.Unlock()
 	}
@@ -211,13 +213,13 @@ func (t *Tracker) refresh(oldPN, newPN uint64, now monotime.Time) refreshResult 
 	return res
 }
 
-func (t *Tracker) refreshLocked(oldPN, newPN uint64, now monotime.Time, from, to *shard) refreshResult {
+func (t *Tracker) refreshLocked(oldPN, newPN uint64, now monotime.Time, snap snapshot, from, to *shard) refreshResult {
 	r := from.idx.get(oldPN)
 	switch {
 	case r == nil:
 		return refreshGone
 	case oldPN == newPN:
-		r.sentAt, r.resending = now, false
+		r.sentAt, r.resending, r.snap = now, false, snap
 		r.sends++
 		return refreshSame
 	case to.idx.get(newPN) != nil:
@@ -225,7 +227,9 @@ func (t *Tracker) refreshLocked(oldPN, newPN uint64, now monotime.Time, from, to
 		return refreshDup
 	}
 	from.removeLocked(r)
-	r.pn, r.sentAt, r.resending = newPN, now, false
+	// The whole snapshot is replaced with the resend's: a resend is sampled
+	// exactly like a first send (never old and new fields mixed).
+	r.pn, r.sentAt, r.resending, r.snap = newPN, now, false, snap
 	r.sends++
 	to.insertLocked(r) // cannot fail: newPN checked absent under the same lock
 	return refreshed

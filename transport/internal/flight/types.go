@@ -40,6 +40,7 @@ type Acked struct {
 	SentAt      monotime.Time
 	FirstSentAt monotime.Time
 	Sends       int
+	snap        snapshot // delivery-rate state at SentAt (sampler.go)
 }
 
 // Resend is a record handed out for retransmission. The record stays tracked
@@ -53,6 +54,15 @@ type Resend struct {
 	Sends   int
 	SentAt  monotime.Time // last send of the record: recovery-episode checks in congestion control
 	Payload []byte
+	// The delivery-rate snapshot of that last send, for a controller's
+	// per-packet loss response (draft-ietf-ccwg-bbr-06 §"Probing for
+	// Bandwidth In ProbeBW": where inside the flight loss crossed the
+	// threshold): the flight size right after it was sent, the bytes
+	// declared lost before it was sent, and whether it was sent
+	// application-limited.
+	TxInFlight int64
+	LostBefore uint64
+	AppLimited bool
 }
 
 // Abandoned reports a record removed and released after it reached the send

@@ -12,8 +12,15 @@ type Time int64
 
 var epoch = time.Now()
 
+// offset keeps Now positive even where the clock reads earlier than epoch:
+// inside a testing/synctest bubble time starts at 2000-01-01, decades
+// before the process's epoch, and a negative Now would compare below every
+// zero "unset" sentinel. 2^62 ns is 146 years; values stay far from
+// overflow.
+const offset = 1 << 62
+
 // Now returns the current monotonic time. It is never zero.
-func Now() Time { return Time(time.Since(epoch)) + 1 }
+func Now() Time { return Time(time.Since(epoch)) + offset }
 
 // Add returns t+d.
 func (t Time) Add(d time.Duration) Time { return t + Time(d) }
@@ -31,7 +38,7 @@ func (t Time) Before(u Time) bool { return t < u }
 func (t Time) After(u Time) bool { return t > u }
 
 // ToTime converts t to wall-clock-free time.Time suitable for timers.
-func (t Time) ToTime() time.Time { return epoch.Add(time.Duration(t - 1)) }
+func (t Time) ToTime() time.Time { return epoch.Add(time.Duration(t - offset)) }
 
 // Until returns the duration from now until t.
 func Until(t Time) time.Duration { return t.Sub(Now()) }

@@ -3,9 +3,13 @@ package flightline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/flightline/flightline/bench/internal/peer"
+	"github.com/flightline/flightline/transport"
 )
 
 // bulkChunk is the size of each Write: large enough that the per-call cost
@@ -55,6 +59,7 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 	if err != nil {
 		return peer.Result{}, err
 	}
+	rtts := sampleRTT(ctx, c)
 	r, err := peer.BulkClient(ctx, s,
 		func(ctx context.Context, i int) (io.ReadWriter, error) {
 			st, err := c.OpenStreamSync(ctx)
@@ -68,7 +73,69 @@ func (p *flPeer) runBulk(ctx context.Context, s *peer.Spec, k sideKeys) (peer.Re
 	// Snapshot before closing: the counters describe the measured phase
 	// (plus the handshake), not the close.
 	st := c.Stats()
+	meanSRTT, series := rtts()
+	r.CC = series
 	closeGracefully(ctx, c)
 	r.Info, r.Notes = p.connInfo(st), connNotes(st)
+	if meanSRTT > 0 && st.MinRTT > 0 {
+		r.Notes["mean_srtt_us"] = float64(meanSRTT) / float64(time.Microsecond)
+		r.Notes["rtt_inflation"] = float64(meanSRTT) / float64(st.MinRTT)
+	}
 	return r, errors.Join(err, checkStats(st))
 }
+
+// sampleRTT samples c's congestion-control state every 50 ms until the
+// returned function is called, which returns the mean smoothed RTT over the
+// samples (0 if none) — the RTT the transfer ran at, where the final
+// snapshot would only say where it ended — and the samples (at most
+// maxCCSamples; later ones are dropped).
+func sampleRTT(ctx context.Context, c *transport.Conn) func() (time.Duration, []peer.CCSample) {
+	// FLIGHTLINE_BENCH_TRACE=1 prints every sample's congestion state to
+	// stderr (forwarded with -v): for looking at one run's phases.
+	trace := os.Getenv("FLIGHTLINE_BENCH_TRACE") == "1"
+	var (
+		sum    time.Duration
+		n      int
+		series []peer.CCSample
+		start  = time.Now()
+		done   = make(chan struct{})
+		out    = make(chan time.Duration, 1)
+	)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				st := c.Stats()
+				sum += st.SmoothedRTT
+				n++
+				if len(series) < maxCCSamples {
+					series = append(series, peer.CCSample{
+						T: time.Since(start), Delivered: st.BytesDelivered, PacingRate: st.PacingRate,
+						Bandwidth: st.BandwidthEstimate, Cwnd: st.CongestionWindow, Flight: st.FlightSize,
+						SRTT: st.SmoothedRTT, State: st.CongestionState,
+					})
+				}
+				if trace {
+					fmt.Fprintf(os.Stderr, "trace t=%v cc=%s state=%s bw=%.2fMB/s pacing=%.2fMB/s cwnd=%d flight=%d srtt=%v min=%v delivered=%d lost=%d rtos=%d tlps=%d\n",
+						time.Duration(n)*50*time.Millisecond, st.Controller, st.CongestionState, st.BandwidthEstimate/1e6, st.PacingRate/1e6,
+						st.CongestionWindow, st.FlightSize, st.SmoothedRTT, st.MinRTT, st.BytesDelivered, st.BytesDeclaredLost, st.RTOs, st.TailLossProbes)
+				}
+				continue
+			case <-done:
+			case <-ctx.Done():
+			}
+			if n == 0 {
+				out <- 0
+			} else {
+				out <- sum / time.Duration(n)
+			}
+			return
+		}
+	}()
+	return func() (time.Duration, []peer.CCSample) { close(done); return <-out, series }
+}
+
+// maxCCSamples bounds the time series a run reports: 10 minutes at 50 ms.
+const maxCCSamples = 12000

@@ -29,6 +29,11 @@ const (
 	NameXDPGeneric = "flightline-xdp-generic"
 	// NameXDPBusyPoll is flightline-xdp with preferred busy polling on.
 	NameXDPBusyPoll = "flightline-xdp-busypoll"
+	// NameBBR and NameCubic are flightline-udp with the congestion
+	// controller pinned (transport.Config.Congestion), so the controllers
+	// are compared in one run whatever the default is.
+	NameBBR   = "flightline-bbr"
+	NameCubic = "flightline-cubic"
 )
 
 func init() {
@@ -36,6 +41,8 @@ func init() {
 	peer.Register(NameXDP, &flPeer{datapath: "xdp", xdpMode: "native"})
 	peer.Register(NameXDPGeneric, &flPeer{datapath: "xdp", xdpMode: "generic"})
 	peer.Register(NameXDPBusyPoll, &flPeer{datapath: "xdp", xdpMode: "native", busyPoll: true})
+	peer.Register(NameBBR, &flPeer{datapath: "udp", congestion: "bbr"})
+	peer.Register(NameCubic, &flPeer{datapath: "udp", congestion: "cubic"})
 }
 
 // flPeer is flightline on one datapath. It holds no state between runs:
@@ -44,6 +51,8 @@ type flPeer struct {
 	datapath string // transport.Config.Datapath: "udp" or "xdp"
 	xdpMode  string // transport.Config.XDPMode when datapath is "xdp"
 	busyPoll bool   // transport.Config.XDPBusyPoll
+	// congestion is transport.Config.Congestion ("" = the default).
+	congestion string
 }
 
 // Serve implements peer.Peer.
@@ -89,7 +98,8 @@ func (p *flPeer) config(key transport.PrivateKey, ifname string) *transport.Conf
 		Datapath:   p.datapath,
 		// Rare operational lines (fallbacks, drops of note) go to stderr,
 		// which the runner forwards to its log.
-		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		Congestion: p.congestion,
 	}
 	if p.datapath == "xdp" {
 		c.Interface = ifname
@@ -165,6 +175,10 @@ func (p *flPeer) checkDatapath(c *transport.Conn) error {
 // name is the registered name, for error messages.
 func (p *flPeer) name() string {
 	switch {
+	case p.congestion == "bbr":
+		return NameBBR
+	case p.congestion == "cubic":
+		return NameCubic
 	case p.datapath == "udp":
 		return NameUDP
 	case p.xdpMode == "generic":

@@ -159,6 +159,7 @@ func runBulk(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 	conns := newConnSet(ctx)
 	defer conns.close()
 	d := dialer(s)
+	rtts := sampleRTT(ctx, conns)
 	r, err := peer.BulkClient(ctx, s, func(ctx context.Context, _ int) (io.ReadWriter, error) {
 		c, err := d.DialContext(ctx, "tcp", s.Server.String())
 		if err != nil {
@@ -169,7 +170,12 @@ func runBulk(ctx context.Context, s *peer.Spec) (peer.Result, error) {
 		}
 		return c, nil
 	}, nil, chunk)
+	meanRTT := rtts()
 	r.Notes = retransNotes(conns.snapshot())
+	if r.Notes != nil && meanRTT > 0 && r.Notes["min_rtt_us"] > 0 {
+		r.Notes["mean_srtt_us"] = meanRTT
+		r.Notes["rtt_inflation"] = meanRTT / r.Notes["min_rtt_us"]
+	}
 	return r, err
 }
 

@@ -1,8 +1,10 @@
 package tcp
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,7 @@ func retransNotes(conns []net.Conn) map[string]float64 {
 	var (
 		retrans, segs uint64
 		rttSum        float64
+		minRTT        uint32
 		n             int
 	)
 	for _, c := range conns {
@@ -52,6 +55,9 @@ func retransNotes(conns []net.Conn) map[string]float64 {
 		retrans += uint64(ti.Total_retrans)
 		segs += uint64(ti.Segs_out)
 		rttSum += float64(ti.Rtt)
+		if ti.Min_rtt > 0 && (minRTT == 0 || ti.Min_rtt < minRTT) {
+			minRTT = ti.Min_rtt
+		}
 		n++
 	}
 	if n == 0 {
@@ -65,5 +71,45 @@ func retransNotes(conns []net.Conn) map[string]float64 {
 	if segs > 0 {
 		notes["retransmit_pct"] = 100 * float64(retrans) / float64(segs)
 	}
+	if minRTT > 0 {
+		notes["min_rtt_us"] = float64(minRTT)
+	}
 	return notes
+}
+
+// sampleRTT samples the kernel's smoothed RTT (µs) of conns every 50 ms
+// until the returned function is called, which returns the mean over all
+// samples (0 if none): the RTT the transfer ran at.
+func sampleRTT(ctx context.Context, conns *connSet) func() float64 {
+	var (
+		sum  float64
+		n    int
+		done = make(chan struct{})
+		out  = make(chan float64, 1)
+	)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				for _, c := range conns.snapshot() {
+					if ti, err := tcpInfo(c); err == nil && ti.Rtt > 0 {
+						sum += float64(ti.Rtt)
+						n++
+					}
+				}
+				continue
+			case <-done:
+			case <-ctx.Done():
+			}
+			if n == 0 {
+				out <- 0
+			} else {
+				out <- sum / float64(n)
+			}
+			return
+		}
+	}()
+	return func() float64 { close(done); return <-out }
 }
