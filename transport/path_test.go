@@ -408,3 +408,41 @@ func TestClientKeepsDialedAddressUnlessValidated(t *testing.T) {
 	_, _, violations = nl.counts(moved)
 	require.Empty(t, violations)
 }
+
+// A PATH_CHALLENGE is answered on the path it arrived from. A copy of the
+// client's newest packet, carrying a challenge, arrives from a victim's
+// address: the server answers it there (within the budget), not on the
+// validated address, so nothing at all goes to the validated address
+// while the server probes the victim's.
+func TestPathChallengeAnsweredOnItsPath(t *testing.T) {
+	ss := newSpoofSetup(t, 26)
+	ctx := testCtx(t)
+	sc := ss.p.serverConn
+	exchange(t, ctx, ss.p, "warm up")
+	victim := netip.MustParseAddrPort("198.51.100.23:53")
+	var homeAtCandidate, homeAtFailed atomic.Int64
+	events := pathEvents(sc, func(ev pathEv) {
+		sent, _, _ := ss.nl.counts(ss.home)
+		switch ev.kind {
+		case pathCandidate:
+			homeAtCandidate.Store(int64(sent))
+		case pathFailed:
+			homeAtFailed.Store(int64(sent))
+		}
+	})
+	ss.muted.Store(true)
+	pkt := ss.f.seal(ss.f.pn(), wire.AppendPathChallenge(nil, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	ss.forgedSet(pkt)
+	ss.nl.from(pkt, victim)
+	ss.f.write(pkt)
+	waitPathEvent(t, ctx, events, pathCandidate)
+	waitPathEvent(t, ctx, events, pathFailed)
+	require.Equal(t, homeAtCandidate.Load(), homeAtFailed.Load(), "sent to the validated address while probing")
+	st := sc.Stats()
+	require.Equal(t, uint64(1), st.PathResponsesSent, "%+v", st)
+	sent, recv, violations := ss.nl.counts(victim)
+	require.Empty(t, violations)
+	require.LessOrEqual(t, sent, 3*recv)
+	ss.muted.Store(false)
+	exchange(t, ctx, ss.p, "after")
+}
