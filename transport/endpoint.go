@@ -30,6 +30,9 @@ type Endpoint struct {
 
 	connsMu sync.RWMutex
 	conns   map[uint64]*Conn
+	// closedConns sums the counters of removed connections; guarded by
+	// connsMu so ConnSnapshot sees each connection live or summed, once.
+	closedConns ClosedConnStats
 
 	acceptQ chan *Conn
 	txMu    sync.Mutex // serialises WriteBatch (links are single-writer)
@@ -149,9 +152,14 @@ func (e *Endpoint) writeOne(b []byte, to netip.AddrPort) error {
 }
 
 func (e *Endpoint) removeConn(c *Conn) {
+	// Final counters, read before taking connsMu: Stats calls the
+	// controller, and no lock is held across a controller call.
+	final := c.Stats()
 	e.connsMu.Lock()
 	if e.conns[c.localID] == c {
 		delete(e.conns, c.localID)
+		e.closedConns.Conns++
+		addCounters(&e.closedConns.Stats, &final)
 	}
 	e.connsMu.Unlock()
 	e.hs.forget(c.localID)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -29,6 +30,8 @@ type env struct {
 	// ready, when set, is told where a listener listens (tests use it to
 	// learn the port of --addr 127.0.0.1:0).
 	ready func(addr netip.AddrPort, pub transport.PublicKey)
+	// metricsReady, when set, is told where --metrics serves.
+	metricsReady func(addr net.Addr)
 }
 
 // lockedWriter serialises writes from concurrent transfers so output lines

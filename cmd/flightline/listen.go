@@ -16,6 +16,7 @@ import (
 // listenFlags are the flags of `flightline listen`.
 type listenFlags struct {
 	commonFlags
+	metricsFlags
 	addr, keyFile, allow, dir string
 	datapath, iface           string
 	force, allowAny           bool
@@ -27,6 +28,7 @@ type listenFlags struct {
 
 func (f *listenFlags) register(fset *flag.FlagSet) {
 	f.commonFlags.register(fset)
+	f.metricsFlags.register(fset)
 	fset.StringVar(&f.addr, "addr", "", "listen on `IP:PORT` (required)")
 	fset.StringVar(&f.keyFile, "key", "", "private key `file` from 'flightline keygen -o' (required)")
 	fset.StringVar(&f.allow, "allow", "", "accept only these comma-separated public `keys` (this or --allow-any is required)")
@@ -127,6 +129,10 @@ func runListen(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return errors.Join(err, stopProf())
 	}
+	stopMetrics, err := f.metricsFlags.start(e, "listen", ep)
+	if err != nil {
+		return errors.Join(err, ep.Close(), stopProf())
+	}
 	fmt.Fprintf(stderr, "flightline listen: listening on %v (datapath %s), public key %s, writing to %s\n",
 		ep.LocalAddr(), ep.Link().Caps().Datapath, ep.PublicKey(), f.dir)
 	if f.allowAny {
@@ -156,7 +162,7 @@ func runListen(ctx context.Context, args []string, e *env) error {
 		defer func() { stopSweep(); <-swept }()
 	}
 	srv.run(ctx, f.grace)
-	return stopProf()
+	return errors.Join(stopMetrics(), stopProf())
 }
 
 // server accepts connections and streams on ep and runs one transfer per

@@ -18,6 +18,7 @@ import (
 // sendFlags are the flags of `flightline send`.
 type sendFlags struct {
 	commonFlags
+	metricsFlags
 	to, peer, keyFile         string
 	datapath, iface, local    string
 	parallel                  int
@@ -27,6 +28,7 @@ type sendFlags struct {
 
 func (f *sendFlags) register(fset *flag.FlagSet) {
 	f.commonFlags.register(fset)
+	f.metricsFlags.register(fset)
 	fset.StringVar(&f.to, "to", "", "receiver `IP:PORT` (required)")
 	fset.StringVar(&f.peer, "peer", "", "receiver's public `key` (required)")
 	fset.StringVar(&f.keyFile, "key", "", "our private key `file` (default: an ephemeral identity)")
@@ -191,6 +193,11 @@ func sendFiles(ctx context.Context, e *env, f *sendFlags, local string, to netip
 		return err
 	}
 	defer ep.Close()
+	stopMetrics, err := f.metricsFlags.start(e, "send", ep)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	hsStart := time.Now()
 	conn, err := ep.Dial(ctx, to, peer)
 	if err != nil {
