@@ -59,7 +59,10 @@ type Conn struct {
 	// victim more than the endpoint's one handshake response, which is
 	// smaller than the initiation).
 	addrValidated atomic.Bool
-	peerParams    transportParams
+	// path validates the peer's new addresses and holds the unvalidated
+	// one to its anti-amplification budget (path.go).
+	path       pathState
+	peerParams transportParams
 
 	keys   *packetKeys // send half: holder of sendMu; receive half: receive loop (keyupdate.go)
 	replay handshake.ReplayWindow
@@ -155,6 +158,9 @@ type connTestHooks struct {
 	// beforeRefresh runs in the send loop after a resend went out and before
 	// Ledger.Refresh re-registers it.
 	beforeRefresh func(oldPN uint64)
+	// pathEvent runs when the peer's address changes (path.go), under
+	// path.mu: it must not call into the Conn.
+	pathEvent func(kind pathEventKind, addr netip.AddrPort)
 }
 
 // controlQueue holds control frames waiting for the send loop.
@@ -242,6 +248,7 @@ func newConn(ep *Endpoint, p connParams) *Conn {
 	c.ctrl.maxStreamData = make(map[uint64]uint64)
 	peer := p.peer
 	c.peerAddr.Store(&peer)
+	c.path.init(peer)
 	c.addrValidated.Store(p.isClient)
 	now := monotime.Now()
 	c.lastRecv.Store(int64(now))

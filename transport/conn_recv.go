@@ -23,6 +23,7 @@ type recvState struct {
 	frame  wire.Frame
 	ranges []flight.Range
 	acked  []flight.Acked
+	from   netip.AddrPort      // source of the packet being handled
 	ackEv  congestion.AckEvent // reused: passing a fresh one to the controller would allocate per ACK
 }
 
@@ -113,16 +114,10 @@ func (c *Conn) handlePacket(now monotime.Time, hdr wire.DataHeader, pkt []byte, 
 	armAck := c.acks.onPacket(hdr.PN, now, eliciting, c.cfg.MaxAckDelay)
 	immediate := c.acks.immediate
 	c.ackMu.Unlock()
-	if newest && from != c.RemoteAddr() {
-		// The newest authenticated packet came from a new address: the
-		// peer moved (NAT rebinding). Connection IDs, not addresses,
-		// identify the connection. Only the newest packet may move it: a
-		// reordered older one (or a copy an observer re-sent from
-		// elsewhere, racing the original) must not send us back to an
-		// address the peer left.
-		addr := from // copy inside the branch: storing &from would move it to the heap on every packet
-		c.peerAddr.Store(&addr)
-	}
+	// The newest authenticated packet from a new address moves the
+	// connection there, as an unvalidated candidate (path.go).
+	c.pathOnPacket(now, from, len(pkt), newest)
+	rs.from = from
 
 	rs.parser.Reset(plain)
 	for {
@@ -207,6 +202,12 @@ func (c *Conn) handleFrame(now monotime.Time, rs *recvState, f *wire.Frame) erro
 		return nil
 	case wire.FrameMessage:
 		c.messages.push(append([]byte(nil), f.Data...)) // room checked before
+		return nil
+	case wire.FramePathChallenge:
+		c.pathOnChallenge(f.PathData, rs.from)
+		return nil
+	case wire.FramePathResponse:
+		c.pathOnResponse(f.PathData, rs.from)
 		return nil
 	case wire.FrameConnectionClose:
 		c.shutdown(&ConnError{Code: f.ErrorCode, Reason: string(f.Reason), Remote: true, Err: ErrPeerClosed})

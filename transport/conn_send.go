@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -76,8 +77,9 @@ type outPacket struct {
 	oldPN   uint64 // kindResend: the record's packet number
 	charged int    // flight bytes charged (kindNew) or held by the record (kindResend)
 	stream  flight.StreamID
-	s       *Stream // kindNew stream packets
-	retx    int     // retransmittable plaintext bytes: plain[:retx]
+	s       *Stream        // kindNew stream packets
+	retx    int            // retransmittable plaintext bytes: plain[:retx]
+	addr    netip.AddrPort // destination, chosen with the packet (path.go)
 }
 
 // unsent is the payload of a packet whose send failed transiently; it goes
@@ -323,6 +325,7 @@ func (c *Conn) onTimers(now monotime.Time, st *sendState) {
 		c.ctrl.ping = true
 		c.ctrlMu.Unlock()
 	}
+	c.pathOnTimer(now)
 	c.checkWindowWait(now)
 }
 
@@ -435,6 +438,7 @@ func (c *Conn) nextDeadline(now monotime.Time, st *sendState) monotime.Time {
 		}
 	}
 	consider(st.lossTime)
+	consider(c.pathDeadline())
 	consider(st.probe.deadline(c.outstanding(), c.ptoFor, c.rtoFor))
 	if ka := c.cfg.KeepAlive; ka > 0 {
 		consider(monotime.Time(c.lastSent.Load()).Add(ka + time.Millisecond))
@@ -522,6 +526,9 @@ func (c *Conn) buildPacket(now monotime.Time, st *sendState, p *outPacket) bool 
 	st.pacingAt = 0
 	if !c.keysReady() {
 		return false
+	}
+	if ok, handled := c.buildPathPacket(now, p); handled {
+		return ok // path frames, or an unvalidated path's budget (path.go)
 	}
 	room := c.maxPlain()
 	plain := p.plain[:0]
@@ -720,9 +727,8 @@ func (c *Conn) appendMessages(plain []byte, room int) []byte {
 
 // flush sends a batch and settles every packet's flight accounting.
 func (c *Conn) flush(now monotime.Time, st *sendState, batch []outPacket) {
-	addr := c.RemoteAddr()
 	for i := range batch {
-		st.msgs[i] = link.Message{Buf: batch[i].wire[:batch[i].n], Addr: addr}
+		st.msgs[i] = link.Message{Buf: batch[i].wire[:batch[i].n], Addr: batch[i].addr}
 	}
 	seq := c.ackSeq.Load()
 	sent, err := c.ep.writeBatch(st.msgs[:len(batch)])
@@ -847,7 +853,7 @@ func (c *Conn) sendClose(now monotime.Time, st *sendState) {
 	plain := wire.AppendConnectionClose(p.plain[:0], cf.code, reason)
 	pn := c.nextPN.Add(1) - 1
 	b := c.keys.seal(p.wire[:0], c.remoteID, pn, plain)
-	st.msgs[0] = link.Message{Buf: b, Addr: c.RemoteAddr()}
+	st.msgs[0] = link.Message{Buf: b, Addr: c.pathCloseAddr(len(b))}
 	c.ep.writeBatch(st.msgs[:1])
 	st.msgs[0] = link.Message{}
 }

@@ -89,12 +89,23 @@ type Stats struct {
 	// (the RFC 9001 §6.6 integrity-limit count; a subset of
 	// DroppedUndecryptable, which also counts packets of a discarded key).
 	AuthFailures uint64
+
+	// Path validation (path.go): candidate addresses validated, failed
+	// (back to the validated address after unanswered challenges) and
+	// abandoned (the peer's newest packet came from the validated address
+	// again first). PathAmplificationLimited counts send passes an
+	// unvalidated address's 3× budget (or the wait for validation) held
+	// back; PathResponsesDropped counts challenges left unanswered.
+	PathValidations, PathValidationFailures, PathValidationsAbandoned uint64
+	PathChallengesSent, PathResponsesSent, PathResponsesDropped       uint64
+	PathAmplificationLimited                                          uint64
 }
 
 // Stats returns a snapshot of the connection's counters and state.
 func (c *Conn) Stats() Stats {
 	caps := c.ep.link.Caps()
 	s := &c.stats
+	ps := c.pathStatsSnapshot()
 	info, _ := congestion.InspectBBR(c.cc)
 	sampled := c.ledger.Sampler()
 	return Stats{
@@ -140,5 +151,13 @@ func (c *Conn) Stats() Stats {
 		PeerKeyUpdates:       c.keys.peerGen.Load(),
 		AuthFailures:         c.keys.failures.Load(),
 		PreviousKeyPackets:   c.keys.oldKeyOpens.Load(),
+
+		PathValidations:          ps.validations,
+		PathValidationFailures:   ps.failures,
+		PathValidationsAbandoned: ps.abandoned,
+		PathChallengesSent:       ps.challengesSent,
+		PathResponsesSent:        ps.responsesSent,
+		PathResponsesDropped:     ps.responsesDropped,
+		PathAmplificationLimited: ps.amplificationLimited,
 	}
 }

@@ -334,6 +334,11 @@ func scParseFrames(b []byte) ([]scFrame, error) {
 			f.max = v()
 		case t == 0x11, t == 0x15:
 			f.id, f.max = v(), v()
+		case t == 0x1a, t == 0x1b: // PATH_CHALLENGE, PATH_RESPONSE (§8.11)
+			if len(b) < 8 {
+				return nil, errors.New("path data truncated")
+			}
+			f.data, b = b[:8], b[8:]
 		case t == 0x1c, t == 0x30:
 			if t == 0x1c {
 				f.code = v()

@@ -183,3 +183,16 @@ func AppendMessage(b []byte, data []byte) []byte {
 // MessageOverhead returns the bytes AppendMessage writes before an n-byte
 // message.
 func MessageOverhead(n int) int { return 1 + VarintLen(uint64(n)) }
+
+// AppendPathChallenge appends a PATH_CHALLENGE frame carrying data, which
+// the sender must have drawn from a CSPRNG (its only protection against an
+// off-path guess). The frame is PathFrameLen bytes.
+func AppendPathChallenge(b []byte, data [PathDataLen]byte) []byte {
+	return append(append(b, byte(FramePathChallenge)), data[:]...)
+}
+
+// AppendPathResponse appends a PATH_RESPONSE frame echoing a challenge's
+// data. The frame is PathFrameLen bytes.
+func AppendPathResponse(b []byte, data [PathDataLen]byte) []byte {
+	return append(append(b, byte(FramePathResponse)), data[:]...)
+}

@@ -22,6 +22,8 @@ const (
 	FrameMaxStreams        FrameType = 0x12
 	FrameDataBlocked       FrameType = 0x14
 	FrameStreamDataBlocked FrameType = 0x15
+	FramePathChallenge     FrameType = 0x1a
+	FramePathResponse      FrameType = 0x1b
 	FrameConnectionClose   FrameType = 0x1c
 	FrameMessage           FrameType = 0x30
 )
@@ -70,6 +72,10 @@ func (t FrameType) String() string {
 		return "DATA_BLOCKED"
 	case t == FrameStreamDataBlocked:
 		return "STREAM_DATA_BLOCKED"
+	case t == FramePathChallenge:
+		return "PATH_CHALLENGE"
+	case t == FramePathResponse:
+		return "PATH_RESPONSE"
 	case t == FrameConnectionClose:
 		return "CONNECTION_CLOSE"
 	case t == FrameMessage:
@@ -77,6 +83,13 @@ func (t FrameType) String() string {
 	}
 	return fmt.Sprintf("FrameType(0x%02x)", uint8(t))
 }
+
+// PathDataLen is the size of the PATH_CHALLENGE/PATH_RESPONSE payload, and
+// PathFrameLen the size of either frame (RFC 9000 §19.17, §19.18).
+const (
+	PathDataLen  = 8
+	PathFrameLen = 1 + PathDataLen
+)
 
 // AckRange is an inclusive range of acknowledged packet numbers:
 // Smallest <= Largest.
@@ -100,6 +113,8 @@ const MaxAckRanges = 64
 //	MAX_STREAMS          Max
 //	DATA_BLOCKED         Max (the limit the sender is blocked at)
 //	STREAM_DATA_BLOCKED  StreamID, Max (the limit)
+//	PATH_CHALLENGE       PathData
+//	PATH_RESPONSE        PathData (echoing a challenge)
 //	CONNECTION_CLOSE     ErrorCode, Reason
 //	MESSAGE              Data
 //
@@ -130,6 +145,9 @@ type Frame struct {
 	// Reason is the human-readable CONNECTION_CLOSE reason; it aliases the
 	// payload like Data.
 	Reason []byte
+	// PathData is the unpredictable payload of PATH_CHALLENGE, echoed by
+	// PATH_RESPONSE. It is a copy, not an alias.
+	PathData [PathDataLen]byte
 	// AckDelay is the ACK delay in microseconds as sent by the peer
 	// (unscaled).
 	AckDelay uint64

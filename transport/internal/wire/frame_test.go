@@ -34,6 +34,10 @@ func encodeFrame(b []byte, f *Frame) []byte {
 		return AppendConnectionClose(b, f.ErrorCode, string(f.Reason))
 	case FrameMessage:
 		return AppendMessage(b, f.Data)
+	case FramePathChallenge:
+		return AppendPathChallenge(b, f.PathData)
+	case FramePathResponse:
+		return AppendPathResponse(b, f.PathData)
 	}
 	panic(fmt.Sprintf("encodeFrame: unexpected type %v", f.Type))
 }
@@ -85,6 +89,9 @@ func frameCases() []frameCase {
 	var cs []frameCase
 	add := func(name string, f Frame) { cs = append(cs, frameCase{name, normalize(f)}) }
 	add("ping", Frame{Type: FramePing})
+	add("path-challenge", Frame{Type: FramePathChallenge, PathData: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}})
+	add("path-response", Frame{Type: FramePathResponse, PathData: [8]byte{0xff, 0, 0xff, 0, 9, 9, 9, 9}})
+	add("path-challenge/zero", Frame{Type: FramePathChallenge})
 	add("stream/empty", Frame{Type: FrameStream})
 	add("stream/fin-only", Frame{Type: FrameStream, StreamID: 4, Fin: true})
 	add("message/empty", Frame{Type: FrameMessage})
@@ -257,7 +264,7 @@ func TestLengthBeyondPayload(t *testing.T) {
 
 func TestUnknownFrameTypes(t *testing.T) {
 	known := map[byte]bool{0x00: true, 0x01: true, 0x02: true, 0x04: true, 0x05: true,
-		0x10: true, 0x11: true, 0x12: true, 0x14: true, 0x15: true, 0x1c: true, 0x30: true}
+		0x10: true, 0x11: true, 0x12: true, 0x14: true, 0x15: true, 0x1a: true, 0x1b: true, 0x1c: true, 0x30: true}
 	for i := 0x08; i <= 0x0f; i++ {
 		known[byte(i)] = true
 	}
@@ -301,11 +308,31 @@ func TestAckEliciting(t *testing.T) {
 		{FrameMaxData, true}, {FrameMaxStreamData, true}, {FrameMaxStreams, true},
 		{FrameDataBlocked, true}, {FrameStreamDataBlocked, true},
 		{FrameConnectionClose, false}, {FrameMessage, true},
+		{FramePathChallenge, true}, {FramePathResponse, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.t.String(), func(t *testing.T) {
 			equal(t, tt.want, tt.t.AckEliciting())
 		})
+	}
+}
+
+func TestPathFrames(t *testing.T) {
+	data := [PathDataLen]byte{8, 7, 6, 5, 4, 3, 2, 1}
+	for _, enc := range [][]byte{AppendPathChallenge(nil, data), AppendPathResponse(nil, data)} {
+		equal(t, PathFrameLen, len(enc))
+		fs, err := parseAll(enc)
+		noErr(t, err)
+		equal(t, 1, len(fs))
+		equal(t, data, fs[0].PathData)
+		// The payload is copied out: reusing the buffer cannot change it.
+		var p Parser
+		var f Frame
+		p.Reset(enc)
+		_, err = p.Next(&f)
+		noErr(t, err)
+		clear(enc)
+		equal(t, data, f.PathData)
 	}
 }
 

@@ -78,6 +78,11 @@ func (p *Parser) Next(f *Frame) (ok bool, err error) {
 			break
 		}
 		f.Max, err = p.varint("limit")
+	case t == FramePathChallenge, t == FramePathResponse:
+		var b []byte
+		if b, err = p.bytes("path data", PathDataLen); err == nil {
+			copy(f.PathData[:], b)
+		}
 	case t == FrameConnectionClose:
 		if f.ErrorCode, err = p.varint("error code"); err != nil {
 			break
