@@ -98,43 +98,31 @@ func sampleRTT(ctx context.Context, c *transport.Conn) func() (time.Duration, []
 		n      int
 		series []peer.CCSample
 		start  = time.Now()
-		done   = make(chan struct{})
-		out    = make(chan time.Duration, 1)
 	)
-	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				st := c.Stats()
-				sum += st.SmoothedRTT
-				n++
-				if len(series) < maxCCSamples {
-					series = append(series, peer.CCSample{
-						T: time.Since(start), Delivered: st.BytesDelivered, PacingRate: st.PacingRate,
-						Bandwidth: st.BandwidthEstimate, Cwnd: st.CongestionWindow, Flight: st.FlightSize,
-						SRTT: st.SmoothedRTT, State: st.CongestionState,
-					})
-				}
-				if trace {
-					fmt.Fprintf(os.Stderr, "trace t=%v cc=%s state=%s bw=%.2fMB/s pacing=%.2fMB/s cwnd=%d flight=%d srtt=%v min=%v delivered=%d lost=%d rtos=%d tlps=%d\n",
-						time.Duration(n)*50*time.Millisecond, st.Controller, st.CongestionState, st.BandwidthEstimate/1e6, st.PacingRate/1e6,
-						st.CongestionWindow, st.FlightSize, st.SmoothedRTT, st.MinRTT, st.BytesDelivered, st.BytesDeclaredLost, st.RTOs, st.TailLossProbes)
-				}
-				continue
-			case <-done:
-			case <-ctx.Done():
-			}
-			if n == 0 {
-				out <- 0
-			} else {
-				out <- sum / time.Duration(n)
-			}
-			return
+	stop := peer.Every(ctx, 50*time.Millisecond, func() {
+		st := c.Stats()
+		sum += st.SmoothedRTT
+		n++
+		if len(series) < maxCCSamples {
+			series = append(series, peer.CCSample{
+				T: time.Since(start), Delivered: st.BytesDelivered, PacingRate: st.PacingRate,
+				Bandwidth: st.BandwidthEstimate, Cwnd: st.CongestionWindow, Flight: st.FlightSize,
+				SRTT: st.SmoothedRTT, State: st.CongestionState,
+			})
 		}
-	}()
-	return func() (time.Duration, []peer.CCSample) { close(done); return <-out, series }
+		if trace {
+			fmt.Fprintf(os.Stderr, "trace t=%v cc=%s state=%s bw=%.2fMB/s pacing=%.2fMB/s cwnd=%d flight=%d srtt=%v min=%v delivered=%d lost=%d rtos=%d tlps=%d\n",
+				time.Duration(n)*50*time.Millisecond, st.Controller, st.CongestionState, st.BandwidthEstimate/1e6, st.PacingRate/1e6,
+				st.CongestionWindow, st.FlightSize, st.SmoothedRTT, st.MinRTT, st.BytesDelivered, st.BytesDeclaredLost, st.RTOs, st.TailLossProbes)
+		}
+	})
+	return func() (time.Duration, []peer.CCSample) {
+		stop()
+		if n == 0 {
+			return 0, series
+		}
+		return sum / time.Duration(n), series
+	}
 }
 
 // maxCCSamples bounds the time series a run reports: 10 minutes at 50 ms.

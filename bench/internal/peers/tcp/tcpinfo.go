@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/flightline/flightline/bench/internal/peer"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,34 +83,22 @@ func retransNotes(conns []net.Conn) map[string]float64 {
 // samples (0 if none): the RTT the transfer ran at.
 func sampleRTT(ctx context.Context, conns *connSet) func() float64 {
 	var (
-		sum  float64
-		n    int
-		done = make(chan struct{})
-		out  = make(chan float64, 1)
+		sum float64
+		n   int
 	)
-	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				for _, c := range conns.snapshot() {
-					if ti, err := tcpInfo(c); err == nil && ti.Rtt > 0 {
-						sum += float64(ti.Rtt)
-						n++
-					}
-				}
-				continue
-			case <-done:
-			case <-ctx.Done():
+	stop := peer.Every(ctx, 50*time.Millisecond, func() {
+		for _, c := range conns.snapshot() {
+			if ti, err := tcpInfo(c); err == nil && ti.Rtt > 0 {
+				sum += float64(ti.Rtt)
+				n++
 			}
-			if n == 0 {
-				out <- 0
-			} else {
-				out <- sum / float64(n)
-			}
-			return
 		}
-	}()
-	return func() float64 { close(done); return <-out }
+	})
+	return func() float64 {
+		stop()
+		if n == 0 {
+			return 0
+		}
+		return sum / float64(n)
+	}
 }
